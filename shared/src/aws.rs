@@ -1,0 +1,43 @@
+//! AWS clients, built once per execution environment on first use: loading the SDK
+//! configuration and TLS roots takes milliseconds that a cold start should not wait for.
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+use tokio::sync::OnceCell;
+
+#[derive(Default)]
+pub struct AwsClients {
+    config: OnceCell<SdkConfig>,
+    dynamodb: OnceCell<aws_sdk_dynamodb::Client>,
+    sesv2: OnceCell<aws_sdk_sesv2::Client>,
+}
+
+impl AwsClients {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    async fn config(&self) -> &SdkConfig {
+        self.config
+            .get_or_init(|| async {
+                // One HTTP stack (hyper 1, rustls on ring) instead of the SDK's default two.
+                let http_client = aws_smithy_http_client::Builder::new()
+                    .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+                    .build_https();
+                aws_config::defaults(BehaviorVersion::latest()).http_client(http_client).load().await
+            })
+            .await
+    }
+
+    pub async fn dynamodb(&self) -> &aws_sdk_dynamodb::Client {
+        self.dynamodb
+            .get_or_init(|| async { aws_sdk_dynamodb::Client::new(self.config().await) })
+            .await
+    }
+
+    pub async fn sesv2(&self) -> &aws_sdk_sesv2::Client {
+        self.sesv2
+            .get_or_init(|| async { aws_sdk_sesv2::Client::new(self.config().await) })
+            .await
+    }
+}

@@ -1,0 +1,61 @@
+//! The API contracts mailconfirm speaks: each module turns HTTP into use-case calls and
+//! use-case outcomes into that contract's responses, with its error mapping in one place.
+
+pub mod singularity;
+
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde::Serialize;
+
+use crate::domain::{UnixTime, User};
+
+/// A JSON response; serialising our own types cannot fail, and if it ever did the body is empty.
+pub fn json_response(status: u16, body: &impl Serialize) -> Response<Body> {
+    let body = serde_json::to_string(body).unwrap_or_default();
+    let mut response = Response::new(Body::Text(body));
+    *response.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// A query parameter, `None` when absent.
+pub fn query_param(request: &Request, name: &str) -> Option<String> {
+    request.query_string_parameters_ref().and_then(|params| params.first(name)).map(str::to_owned)
+}
+
+/// RFC 3339 in UTC with a `Z`, the form Java's `Instant.toString()` gives.
+pub fn rfc3339(time: UnixTime) -> String {
+    time::OffsetDateTime::from_unix_timestamp(time.0)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+/// How a user is shown as JSON in every contract.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserView {
+    pub id: String,
+    pub email: String,
+    pub email_verified: bool,
+    pub user_status: &'static str,
+    pub locale: Option<String>,
+    pub created_at: String,
+    pub confirmed_at: Option<String>,
+}
+
+impl From<&User> for UserView {
+    fn from(user: &User) -> Self {
+        Self {
+            id: user.id.as_str().to_owned(),
+            email: user.email.as_typed().to_owned(),
+            email_verified: user.status == crate::domain::UserStatus::Enabled,
+            user_status: user.status.as_str(),
+            locale: user.locale.as_ref().map(|l| l.as_str().to_owned()),
+            created_at: rfc3339(user.created_at),
+            confirmed_at: user.confirmed_at.map(rfc3339),
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! Language tags, and the choice of the language a mail or page is written in.
+
+use std::fmt;
+
+/// A well-formed language tag such as `fr` or `fr-CA` (subset of BCP 47), stored in its
+/// canonical case: language lower-case, two-letter region upper-case.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Locale(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a language tag such as 'en' or 'fr-CA'")]
+pub struct InvalidLocale;
+
+impl Locale {
+    pub fn parse(input: &str) -> Result<Self, InvalidLocale> {
+        let mut parts = input.trim().split(['-', '_']);
+        let language = parts.next().unwrap_or_default();
+        if !(2..=3).contains(&language.len()) || !language.chars().all(|c| c.is_ascii_alphabetic()) {
+            return Err(InvalidLocale);
+        }
+        let mut canonical = language.to_ascii_lowercase();
+        for subtag in parts {
+            if subtag.is_empty() || subtag.len() > 8 || !subtag.chars().all(|c| c.is_ascii_alphanumeric()) {
+                return Err(InvalidLocale);
+            }
+            canonical.push('-');
+            if subtag.len() == 2 && subtag.chars().all(|c| c.is_ascii_alphabetic()) {
+                canonical.push_str(&subtag.to_ascii_uppercase());
+            } else {
+                canonical.push_str(&subtag.to_ascii_lowercase());
+            }
+        }
+        Ok(Self(canonical))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// This tag and each shorter prefix of it: `zh-Hant-TW`, `zh-hant`, `zh`.
+    pub fn fallbacks(&self) -> impl Iterator<Item = &str> {
+        let tag = self.0.as_str();
+        std::iter::successors(Some(tag), |current| current.rsplit_once('-').map(|(prefix, _)| prefix))
+    }
+}
+
+impl fmt::Debug for Locale {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Locale({})", self.0)
+    }
+}
+
+impl fmt::Display for Locale {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Picks one of the shipped languages for a list of preferences, most preferred first.
+pub struct LocaleNegotiation<'a> {
+    pub available: &'a [&'static str],
+    pub default: &'static str,
+}
+
+impl LocaleNegotiation<'_> {
+    /// The first preference that is shipped, trying each preference's shorter prefixes
+    /// (`fr-CA` → `fr`) before the next preference; the default when none is.
+    pub fn choose<'l>(&self, preferences: impl IntoIterator<Item = &'l Locale>) -> &'static str {
+        preferences
+            .into_iter()
+            .flat_map(Locale::fallbacks)
+            .find_map(|tag| self.available.iter().copied().find(|shipped| shipped.eq_ignore_ascii_case(tag)))
+            .unwrap_or(self.default)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHIPPED: LocaleNegotiation<'static> = LocaleNegotiation {
+        available: &["en", "fr", "de", "pt-BR"],
+        default: "en",
+    };
+
+    fn locale(tag: &str) -> Locale {
+        Locale::parse(tag).unwrap()
+    }
+
+    #[test]
+    fn tags_are_stored_in_canonical_case() {
+        assert_eq!(locale("FR_ca").as_str(), "fr-CA");
+        assert_eq!(locale("zh-Hant-TW").as_str(), "zh-hant-TW");
+    }
+
+    #[test]
+    fn malformed_tags_are_rejected() {
+        for bad in ["", "e", "english", "en--US", "en-", "1n", "en-toolongsubtag", "en US"] {
+            assert_eq!(Locale::parse(bad), Err(InvalidLocale), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_regional_variant_falls_back_to_its_language_then_to_the_default() {
+        assert_eq!(SHIPPED.choose([&locale("fr-CA")]), "fr");
+        assert_eq!(SHIPPED.choose([&locale("fr")]), "fr");
+        assert_eq!(SHIPPED.choose([&locale("ja-JP")]), "en");
+        assert_eq!(SHIPPED.choose([]), "en");
+    }
+
+    #[test]
+    fn an_exact_regional_match_wins_over_its_language() {
+        assert_eq!(SHIPPED.choose([&locale("pt-br")]), "pt-BR");
+    }
+
+    #[test]
+    fn later_preferences_are_tried_when_earlier_ones_are_not_shipped() {
+        assert_eq!(SHIPPED.choose([&locale("ja"), &locale("de-AT")]), "de");
+    }
+
+    #[test]
+    fn fallbacks_walk_from_the_full_tag_to_the_language() {
+        let tag = locale("zh-Hant-TW");
+        assert_eq!(tag.fallbacks().collect::<Vec<_>>(), ["zh-hant-TW", "zh-hant", "zh"]);
+    }
+}

@@ -1,0 +1,11 @@
+//! The domain: values that can only hold valid data, and the pure decisions made on them.
+
+pub mod cooldown;
+pub mod email;
+pub mod locale;
+pub mod user;
+
+pub use cooldown::{CooldownPolicy, UnixTime};
+pub use email::{AddressTag, EmailAddress, InvalidEmailAddress};
+pub use locale::{Locale, LocaleNegotiation};
+pub use user::{ClientId, SignUp, User, UserId, UserStatus};

@@ -1,0 +1,256 @@
+//! Users awaiting or past confirmation, and the decisions taken on them.
+
+use std::fmt;
+
+use serde::Deserialize;
+
+use super::{AddressTag, CooldownPolicy, EmailAddress, InvalidEmailAddress, Locale, UnixTime};
+
+/// The sign-up service's id for a user: any non-blank text of at most 128 characters
+/// without control characters, kept as given.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UserId(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a user id is 1 to 128 characters without control characters")]
+pub struct InvalidUserId;
+
+impl UserId {
+    pub fn parse(input: &str) -> Result<Self, InvalidUserId> {
+        let valid = !input.trim().is_empty() && input.chars().count() <= 128 && !input.chars().any(char::is_control);
+        if valid { Ok(Self(input.to_owned())) } else { Err(InvalidUserId) }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The OAuth client (application) that created a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientId(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a client id is 1 to 128 printable characters")]
+pub struct InvalidClientId;
+
+impl ClientId {
+    pub fn parse(input: &str) -> Result<Self, InvalidClientId> {
+        let valid = !input.trim().is_empty() && input.chars().count() <= 128 && !input.chars().any(char::is_control);
+        if valid { Ok(Self(input.to_owned())) } else { Err(InvalidClientId) }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserStatus {
+    EmailConfirmationPending,
+    Enabled,
+}
+
+impl UserStatus {
+    /// The names Backendless uses, which every contract here shows.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserStatus::EmailConfirmationPending => "EMAIL_CONFIRMATION_PENDING",
+            UserStatus::Enabled => "ENABLED",
+        }
+    }
+
+    pub fn parse(stored: &str) -> Option<Self> {
+        match stored {
+            "EMAIL_CONFIRMATION_PENDING" => Some(UserStatus::EmailConfirmationPending),
+            "ENABLED" => Some(UserStatus::Enabled),
+            _ => None,
+        }
+    }
+}
+
+/// A user as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: UserId,
+    pub email: EmailAddress,
+    pub status: UserStatus,
+    pub locale: Option<Locale>,
+    pub client_id: Option<ClientId>,
+    pub created_at: UnixTime,
+    pub confirmed_at: Option<UnixTime>,
+    /// End of the cooldown started by the last confirmation mail; present once any mail went out.
+    pub cooldown_until: Option<UnixTime>,
+}
+
+/// Why a conditional send was refused, read from the item as it was when the condition failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendRefusal {
+    UserNotFound,
+    AlreadyConfirmed,
+    CooldownActive { remaining_seconds: u64 },
+}
+
+impl SendRefusal {
+    pub fn explain(user: Option<&User>, policy: &CooldownPolicy, now: UnixTime) -> Self {
+        match user {
+            None => SendRefusal::UserNotFound,
+            Some(user) if user.status == UserStatus::Enabled => SendRefusal::AlreadyConfirmed,
+            Some(user) => SendRefusal::CooldownActive {
+                // At least one second: the write saw a live cooldown even if the clock moved on since.
+                remaining_seconds: policy.remaining(user.cooldown_until, now).max(1),
+            },
+        }
+    }
+}
+
+/// Why a conditional confirmation was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfirmRefusal {
+    UserNotFound,
+    AlreadyConfirmed,
+    /// The link was sent to an address the user no longer has.
+    AddressChanged,
+}
+
+impl ConfirmRefusal {
+    pub fn explain(user: Option<&User>, link_address: &AddressTag) -> Self {
+        match user {
+            None => ConfirmRefusal::UserNotFound,
+            Some(user) if user.email.tag() != *link_address => ConfirmRefusal::AddressChanged,
+            Some(_) => ConfirmRefusal::AlreadyConfirmed,
+        }
+    }
+}
+
+/// A sign-up event as the sign-up service emits it.
+#[derive(Debug, Deserialize)]
+pub struct SignUpEvent {
+    pub user_id: Option<serde_json::Value>,
+    pub email: Option<String>,
+    pub locale: Option<String>,
+    pub client_id: Option<String>,
+}
+
+/// A sign-up that passed parsing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignUp {
+    pub user_id: UserId,
+    pub email: EmailAddress,
+    pub locale: Option<Locale>,
+    pub client_id: Option<ClientId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidSignUp {
+    #[error("user_id is missing")]
+    MissingUserId,
+    #[error("user_id is invalid: {0}")]
+    UserId(#[from] InvalidUserId),
+    #[error("email is missing")]
+    MissingEmail,
+    #[error("email is invalid: {0}")]
+    Email(#[from] InvalidEmailAddress),
+    #[error("locale is invalid")]
+    Locale,
+    #[error("client_id is invalid: {0}")]
+    ClientId(#[from] InvalidClientId),
+}
+
+impl TryFrom<SignUpEvent> for SignUp {
+    type Error = InvalidSignUp;
+
+    fn try_from(event: SignUpEvent) -> Result<Self, Self::Error> {
+        // Sign-up services use numeric ids as often as string ids; both are kept as text.
+        let user_id = match event.user_id {
+            Some(serde_json::Value::String(id)) => UserId::parse(&id)?,
+            Some(serde_json::Value::Number(id)) => UserId::parse(&id.to_string())?,
+            Some(_) => return Err(InvalidSignUp::UserId(InvalidUserId)),
+            None => return Err(InvalidSignUp::MissingUserId),
+        };
+        let email = EmailAddress::parse(&event.email.ok_or(InvalidSignUp::MissingEmail)?)?;
+        let locale = event
+            .locale
+            .filter(|tag| !tag.trim().is_empty())
+            .map(|tag| Locale::parse(&tag).map_err(|_| InvalidSignUp::Locale))
+            .transpose()?;
+        let client_id = event.client_id.map(|id| ClientId::parse(&id)).transpose()?;
+        Ok(SignUp { user_id, email, locale, client_id })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn user(status: UserStatus, cooldown_until: Option<i64>) -> User {
+        User {
+            id: UserId::parse("u-1").unwrap(),
+            email: EmailAddress::parse("ada@example.org").unwrap(),
+            status,
+            locale: None,
+            client_id: None,
+            created_at: UnixTime(0),
+            confirmed_at: None,
+            cooldown_until: cooldown_until.map(UnixTime),
+        }
+    }
+
+    const MINUTE: CooldownPolicy = CooldownPolicy {
+        period: Duration::from_secs(60),
+    };
+
+    #[test]
+    fn a_refused_send_is_explained_by_the_item_it_saw() {
+        let now = UnixTime(1_000);
+        assert_eq!(SendRefusal::explain(None, &MINUTE, now), SendRefusal::UserNotFound);
+        let confirmed = user(UserStatus::Enabled, None);
+        assert_eq!(SendRefusal::explain(Some(&confirmed), &MINUTE, now), SendRefusal::AlreadyConfirmed);
+        let cooling = user(UserStatus::EmailConfirmationPending, Some(1_045));
+        assert_eq!(
+            SendRefusal::explain(Some(&cooling), &MINUTE, now),
+            SendRefusal::CooldownActive { remaining_seconds: 45 }
+        );
+    }
+
+    #[test]
+    fn a_refused_confirmation_tells_a_changed_address_from_a_repeated_click() {
+        let confirmed = user(UserStatus::Enabled, None);
+        let same = EmailAddress::parse("ADA@example.org").unwrap().tag();
+        let other = EmailAddress::parse("old@example.org").unwrap().tag();
+        assert_eq!(ConfirmRefusal::explain(Some(&confirmed), &same), ConfirmRefusal::AlreadyConfirmed);
+        assert_eq!(ConfirmRefusal::explain(Some(&confirmed), &other), ConfirmRefusal::AddressChanged);
+        assert_eq!(ConfirmRefusal::explain(None, &same), ConfirmRefusal::UserNotFound);
+    }
+
+    #[test]
+    fn sign_up_events_are_parsed_into_valid_sign_ups() {
+        let event: SignUpEvent =
+            serde_json::from_str(r#"{"user_id": 42, "email": "Ada@Example.org", "locale": "fr_ca", "client_id": "web"}"#)
+                .unwrap();
+        let sign_up = SignUp::try_from(event).unwrap();
+        assert_eq!(sign_up.user_id.as_str(), "42");
+        assert_eq!(sign_up.email.normalized(), "ada@example.org");
+        assert_eq!(sign_up.locale.unwrap().as_str(), "fr-CA");
+        assert_eq!(sign_up.client_id.unwrap().as_str(), "web");
+    }
+
+    #[test]
+    fn malformed_sign_up_events_say_which_field_is_wrong() {
+        let parse = |json: &str| SignUp::try_from(serde_json::from_str::<SignUpEvent>(json).unwrap());
+        assert_eq!(parse(r#"{"email": "a@example.org"}"#), Err(InvalidSignUp::MissingUserId));
+        assert_eq!(parse(r#"{"user_id": "  ", "email": "a@example.org"}"#), Err(InvalidSignUp::UserId(InvalidUserId)));
+        assert_eq!(parse(r#"{"user_id": true, "email": "a@example.org"}"#), Err(InvalidSignUp::UserId(InvalidUserId)));
+        assert_eq!(parse(r#"{"user_id": "u"}"#), Err(InvalidSignUp::MissingEmail));
+        assert!(matches!(parse(r#"{"user_id": "u", "email": "nope"}"#), Err(InvalidSignUp::Email(_))));
+        assert_eq!(parse(r#"{"user_id": "u", "email": "a@example.org", "locale": "x"}"#), Err(InvalidSignUp::Locale));
+    }
+}

@@ -1,0 +1,273 @@
+//! Confirmation links: a signed, expiring JWT bound to one user and one address.
+//! Nothing about a link is stored, so a leaked table holds no usable secret.
+
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::config::{self, ConfigError, Source};
+use crate::domain::{AddressTag, Locale, UnixTime, User, UserId};
+
+/// The path of the hosted confirm page that every link opens.
+pub const CONFIRM_PAGE_PATH: &str = "/confirm-email";
+const AUDIENCE: &str = "mailconfirm:confirm-email";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct LinkClaims {
+    sub: String,
+    /// Tag of the address the link was sent to.
+    adr: String,
+    /// Language of the mail, so the page can answer in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    lc: Option<String>,
+    aud: String,
+    iat: i64,
+    exp: i64,
+}
+
+/// A signing key and the id (`kid`) that lets a verifier find it after a key roll.
+struct LinkKey {
+    id: String,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+}
+
+impl LinkKey {
+    fn from_secret(secret: &str) -> Self {
+        let digest = Sha256::digest(secret.as_bytes());
+        let id = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+        Self {
+            id,
+            encoding: EncodingKey::from_secret(secret.as_bytes()),
+            decoding: DecodingKey::from_secret(secret.as_bytes()),
+        }
+    }
+}
+
+/// Verifies links: the current key and any previous keys still accepted during a roll.
+pub struct LinkVerifier {
+    keys: Vec<LinkKey>,
+}
+
+/// Issues links with the current key, and knows where they point.
+pub struct LinkIssuer {
+    verifier: LinkVerifier,
+    public_base_url: String,
+    pub lifetime: Duration,
+}
+
+/// A link just issued.
+pub struct IssuedLink {
+    pub url: String,
+    pub expires_at: UnixTime,
+}
+
+/// What a valid link says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedLink {
+    pub user_id: UserId,
+    pub address: AddressTag,
+    pub locale: Option<Locale>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LinkTokenError {
+    #[error("the confirmation token is missing")]
+    Missing,
+    #[error("the confirmation token is invalid")]
+    Invalid,
+    #[error("the confirmation token has expired")]
+    Expired,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("could not sign the confirmation token")]
+pub struct TokenCreationError(#[source] jsonwebtoken::errors::Error);
+
+const MIN_SECRET_LEN: usize = 32;
+
+impl LinkVerifier {
+    /// `CONFIRMATION_SIGNING_KEY` (current) and `CONFIRMATION_PREVIOUS_SIGNING_KEYS`
+    /// (comma-separated, still accepted).
+    pub fn from_config(source: &dyn Source) -> Result<Self, ConfigError> {
+        let current = config::required(
+            source,
+            "CONFIRMATION_SIGNING_KEY",
+            "a random secret of at least 32 characters that signs confirmation links",
+        )?;
+        let previous = config::optional(source, "CONFIRMATION_PREVIOUS_SIGNING_KEYS").unwrap_or_default();
+        if current.len() < MIN_SECRET_LEN {
+            return Err(ConfigError::invalid("CONFIRMATION_SIGNING_KEY", "must be at least 32 characters"));
+        }
+        let previous: Vec<&str> = previous.split(',').map(str::trim).filter(|k| !k.is_empty()).collect();
+        if previous.iter().any(|k| k.len() < MIN_SECRET_LEN) {
+            return Err(ConfigError::invalid("CONFIRMATION_PREVIOUS_SIGNING_KEYS", "each key must be at least 32 characters"));
+        }
+        let keys = std::iter::once(current.as_str()).chain(previous).map(LinkKey::from_secret).collect();
+        Ok(Self { keys })
+    }
+
+    pub fn verify(&self, token: &str) -> Result<VerifiedLink, LinkTokenError> {
+        let token = token.trim();
+        if token.is_empty() {
+            return Err(LinkTokenError::Missing);
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| LinkTokenError::Invalid)?;
+        if header.alg != Algorithm::HS256 {
+            return Err(LinkTokenError::Invalid);
+        }
+        let key = self
+            .keys
+            .iter()
+            .find(|key| header.kid.as_deref() == Some(key.id.as_str()))
+            .ok_or(LinkTokenError::Invalid)?;
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        validation.set_audience(&[AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "sub", "aud"]);
+        let claims = jsonwebtoken::decode::<LinkClaims>(token, &key.decoding, &validation)
+            .map_err(|err| match err.kind() {
+                ErrorKind::ExpiredSignature => LinkTokenError::Expired,
+                _ => LinkTokenError::Invalid,
+            })?
+            .claims;
+        Ok(VerifiedLink {
+            user_id: UserId::parse(&claims.sub).map_err(|_| LinkTokenError::Invalid)?,
+            address: AddressTag::from_stored(claims.adr),
+            locale: claims.lc.as_deref().and_then(|tag| Locale::parse(tag).ok()),
+        })
+    }
+}
+
+impl LinkIssuer {
+    /// The verifier's keys plus `PUBLIC_BASE_URL` and `CONFIRMATION_LINK_TTL_SECONDS` (default 24 h).
+    pub fn from_config(source: &dyn Source) -> Result<Self, ConfigError> {
+        Ok(Self {
+            verifier: LinkVerifier::from_config(source)?,
+            public_base_url: config::public_base_url(source)?,
+            lifetime: config::seconds(source, "CONFIRMATION_LINK_TTL_SECONDS", 24 * 60 * 60)?,
+        })
+    }
+
+    pub fn verifier(&self) -> &LinkVerifier {
+        &self.verifier
+    }
+
+    /// A link for the user's current address, written in `locale`.
+    pub fn issue(&self, user: &User, locale: &str, now: UnixTime) -> Result<IssuedLink, TokenCreationError> {
+        let expires_at = now.plus(self.lifetime);
+        let claims = LinkClaims {
+            sub: user.id.as_str().to_owned(),
+            adr: user.email.tag().as_str().to_owned(),
+            lc: Some(locale.to_owned()),
+            aud: AUDIENCE.to_owned(),
+            iat: now.0,
+            exp: expires_at.0,
+        };
+        let key = &self.verifier.keys[0];
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(key.id.clone());
+        let token = jsonwebtoken::encode(&header, &claims, &key.encoding).map_err(TokenCreationError)?;
+        Ok(IssuedLink {
+            url: format!("{}{CONFIRM_PAGE_PATH}?token={token}", self.public_base_url),
+            expires_at,
+        })
+    }
+}
+
+/// The token in a link URL issued by [`LinkIssuer::issue`].
+pub fn token_of(url: &str) -> Option<&str> {
+    url.split_once("?token=").map(|(_, token)| token)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::domain::{EmailAddress, UserStatus};
+
+    const KEY_A: &str = "key-a-0123456789abcdef0123456789abcdef";
+    const KEY_B: &str = "key-b-0123456789abcdef0123456789abcdef";
+
+    fn issuer(current: &str, previous: &str, ttl: &str) -> LinkIssuer {
+        let env: HashMap<String, String> = [
+            ("CONFIRMATION_SIGNING_KEY", current),
+            ("CONFIRMATION_PREVIOUS_SIGNING_KEYS", previous),
+            ("PUBLIC_BASE_URL", "https://auth.example.com/"),
+            ("CONFIRMATION_LINK_TTL_SECONDS", ttl),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        LinkIssuer::from_config(&env).unwrap()
+    }
+
+    fn user(email: &str) -> User {
+        User {
+            id: UserId::parse("user-7").unwrap(),
+            email: EmailAddress::parse(email).unwrap(),
+            status: UserStatus::EmailConfirmationPending,
+            locale: None,
+            client_id: None,
+            created_at: UnixTime(0),
+            confirmed_at: None,
+            cooldown_until: None,
+        }
+    }
+
+    #[test]
+    fn a_link_names_its_user_address_and_language() {
+        let issuer = issuer(KEY_A, "", "");
+        let link = issuer.issue(&user("Ada@example.org"), "fr", UnixTime::now()).unwrap();
+        assert!(link.url.starts_with("https://auth.example.com/confirm-email?token="));
+        assert!(!link.url.to_lowercase().contains("ada"), "the address must not appear in the URL");
+        let verified = issuer.verifier().verify(token_of(&link.url).unwrap()).unwrap();
+        assert_eq!(verified.user_id.as_str(), "user-7");
+        assert_eq!(verified.address, EmailAddress::parse("ada@EXAMPLE.org").unwrap().tag());
+        assert_eq!(verified.locale.unwrap().as_str(), "fr");
+    }
+
+    #[test]
+    fn an_expired_link_is_told_apart_from_a_forged_one() {
+        let issuer = issuer(KEY_A, "", "60");
+        let long_ago = UnixTime(UnixTime::now().0 - 3_600);
+        let expired = issuer.issue(&user("a@example.org"), "en", long_ago).unwrap();
+        assert_eq!(issuer.verifier().verify(token_of(&expired.url).unwrap()), Err(LinkTokenError::Expired));
+
+        let other = self::issuer(KEY_B, "", "");
+        let forged = other.issue(&user("a@example.org"), "en", UnixTime::now()).unwrap();
+        assert_eq!(issuer.verifier().verify(token_of(&forged.url).unwrap()), Err(LinkTokenError::Invalid));
+    }
+
+    #[test]
+    fn a_tampered_or_empty_token_is_refused() {
+        let issuer = issuer(KEY_A, "", "");
+        let link = issuer.issue(&user("a@example.org"), "en", UnixTime::now()).unwrap();
+        let token = token_of(&link.url).unwrap();
+        let (head, sig) = token.rsplit_once('.').unwrap();
+        let tampered = format!("{head}.{}", sig.chars().rev().collect::<String>());
+        assert_eq!(issuer.verifier().verify(&tampered), Err(LinkTokenError::Invalid));
+        assert_eq!(issuer.verifier().verify("not-a-jwt"), Err(LinkTokenError::Invalid));
+        assert_eq!(issuer.verifier().verify("  "), Err(LinkTokenError::Missing));
+    }
+
+    #[test]
+    fn links_signed_before_a_key_roll_stay_valid_while_the_old_key_is_listed() {
+        let before = issuer(KEY_A, "", "");
+        let link = before.issue(&user("a@example.org"), "en", UnixTime::now()).unwrap();
+        let token = token_of(&link.url).unwrap();
+        assert!(issuer(KEY_B, KEY_A, "").verifier().verify(token).is_ok());
+        assert_eq!(issuer(KEY_B, "", "").verifier().verify(token), Err(LinkTokenError::Invalid));
+    }
+
+    #[test]
+    fn short_signing_keys_are_refused_at_start_up() {
+        let env: HashMap<String, String> =
+            [("CONFIRMATION_SIGNING_KEY".to_owned(), "short".to_owned())].into_iter().collect();
+        let err = LinkVerifier::from_config(&env).err().unwrap().to_string();
+        assert!(err.contains("CONFIRMATION_SIGNING_KEY"), "{err}");
+    }
+}

@@ -1,0 +1,250 @@
+//! Confirmation mails: rendered from per-locale templates (minijinja), sent through SES v2.
+
+use std::sync::{Arc, OnceLock};
+
+use anyhow::anyhow;
+use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
+use base64::Engine as _;
+use minijinja::{Environment, context};
+
+use crate::aws::AwsClients;
+use crate::config::{self, ConfigError, Source};
+use crate::domain::{EmailAddress, Locale, LocaleNegotiation};
+
+/// The languages mails are written in; the first is the fallback of last resort.
+pub const MAIL_LOCALES: &[&str] = &["en", "fr", "de", "es", "it"];
+
+macro_rules! locale_templates {
+    ($($locale:literal),*) => {
+        &[$(
+            (concat!($locale, "/subject.txt"), include_str!(concat!("../templates/mail/", $locale, "/subject.txt"))),
+            (concat!($locale, "/body.txt"), include_str!(concat!("../templates/mail/", $locale, "/body.txt"))),
+            (concat!($locale, "/body.html"), include_str!(concat!("../templates/mail/", $locale, "/body.html"))),
+        )*]
+    };
+}
+
+const TEMPLATES: &[(&str, &str)] = locale_templates!("en", "fr", "de", "es", "it");
+const LAYOUT: &str = include_str!("../templates/mail/layout.html");
+
+/// Compiled on first use, not at start-up.
+fn templates() -> &'static Environment<'static> {
+    static ENVIRONMENT: OnceLock<Environment<'static>> = OnceLock::new();
+    ENVIRONMENT.get_or_init(|| {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        let sources = TEMPLATES.iter().copied().chain([("layout.html", LAYOUT)]);
+        for (name, source) in sources {
+            // A broken template is caught by the unit tests; here it surfaces when rendered.
+            if let Err(err) = env.add_template(name, source) {
+                tracing::error!(template = name, error = %err, "a mail template does not compile");
+            }
+        }
+        env
+    })
+}
+
+/// Mail settings from configuration.
+#[derive(Debug, Clone)]
+pub struct MailSettings {
+    /// `EMAIL_ENABLED`: when false, no mail is sent and sends answer "e-mail disabled".
+    pub enabled: bool,
+    /// `SENDER_ADDRESS` with the optional display name `SENDER_NAME`, ready for a From header.
+    pub from: String,
+    /// `SES_CONFIGURATION_SET`: where SES reports deliveries, bounces and complaints.
+    pub configuration_set: Option<String>,
+    /// `APP_NAME`: the product name the mail speaks of.
+    pub app_name: String,
+    /// `DEFAULT_LOCALE`: the language when neither the request nor the user names a shipped one.
+    pub default_locale: &'static str,
+}
+
+impl MailSettings {
+    pub fn from_config(source: &dyn Source) -> Result<Self, ConfigError> {
+        let enabled = config::email_enabled(source)?;
+        let from = match (enabled, config::optional(source, "SENDER_ADDRESS")) {
+            (false, None) => String::new(),
+            _ => from_header(&config::sender_address(source)?, config::optional(source, "SENDER_NAME").as_deref()),
+        };
+        let default_locale = match config::optional(source, "DEFAULT_LOCALE") {
+            None => MAIL_LOCALES[0],
+            Some(tag) => {
+                let locale = Locale::parse(&tag).map_err(|err| ConfigError::invalid("DEFAULT_LOCALE", err))?;
+                MAIL_LOCALES
+                    .iter()
+                    .copied()
+                    .find(|shipped| *shipped == locale.as_str())
+                    .ok_or_else(|| ConfigError::invalid("DEFAULT_LOCALE", format!("must be one of {MAIL_LOCALES:?}")))?
+            }
+        };
+        Ok(Self {
+            enabled,
+            from,
+            configuration_set: config::optional(source, "SES_CONFIGURATION_SET"),
+            app_name: config::optional(source, "APP_NAME").unwrap_or_else(|| "mailconfirm".to_owned()),
+            default_locale,
+        })
+    }
+
+    /// The language of a mail: the request's choice, else the user's, else the default,
+    /// each falling back from region to language (`fr-CA` → `fr`).
+    pub fn choose_locale(&self, requested: Option<&Locale>, stored: Option<&Locale>) -> &'static str {
+        LocaleNegotiation { available: MAIL_LOCALES, default: self.default_locale }.choose(requested.into_iter().chain(stored))
+    }
+}
+
+/// `Name <address>`, with a non-ASCII name MIME-encoded as SES requires.
+fn from_header(address: &EmailAddress, name: Option<&str>) -> String {
+    match name.map(str::trim).filter(|n| !n.is_empty()) {
+        None => address.as_typed().to_owned(),
+        Some(name) if name.is_ascii() && !name.contains(['"', '\\', '<', '>']) => format!("\"{name}\" <{}>", address.as_typed()),
+        Some(name) => format!(
+            "=?utf-8?B?{}?= <{}>",
+            base64::engine::general_purpose::STANDARD.encode(name),
+            address.as_typed()
+        ),
+    }
+}
+
+/// A rendered mail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfirmationMail {
+    pub locale: &'static str,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("could not render the confirmation mail")]
+pub struct TemplateError(#[source] minijinja::Error);
+
+/// Renders the confirmation mail in a shipped locale.
+pub fn render_confirmation(
+    locale: &'static str,
+    app_name: &str,
+    link: &str,
+    valid_hours: u64,
+) -> Result<ConfirmationMail, TemplateError> {
+    let env = templates();
+    // Our own URL (a checked base URL and a base64url token): HTML-escaping it would only
+    // turn its slashes into entities.
+    let link = minijinja::Value::from_safe_string(link.to_owned());
+    let render = |part: &str, ctx: minijinja::Value| {
+        env.get_template(&format!("{locale}/{part}")).and_then(|t| t.render(ctx)).map_err(TemplateError)
+    };
+    let subject = render("subject.txt", context! { app_name })?.trim().to_owned();
+    let text = render("body.txt", context! { app_name, link => link.clone(), valid_hours })?;
+    let html = render("body.html", context! { app_name, link, valid_hours, locale, subject })?;
+    Ok(ConfirmationMail { locale, subject, text, html })
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("SES did not accept the mail")]
+pub struct MailSendError(#[source] anyhow::Error);
+
+/// Sends mail through SES v2.
+pub struct SesMailer {
+    aws: Arc<AwsClients>,
+}
+
+impl SesMailer {
+    pub fn new(aws: Arc<AwsClients>) -> Self {
+        Self { aws }
+    }
+
+    pub async fn send(&self, settings: &MailSettings, to: &EmailAddress, mail: &ConfirmationMail) -> Result<(), MailSendError> {
+        let utf8 = |data: &str| Content::builder().data(data).charset("UTF-8").build();
+        let message = Message::builder()
+            .subject(utf8(&mail.subject).map_err(|e| MailSendError(anyhow!(e)))?)
+            .body(
+                Body::builder()
+                    .text(utf8(&mail.text).map_err(|e| MailSendError(anyhow!(e)))?)
+                    .html(utf8(&mail.html).map_err(|e| MailSendError(anyhow!(e)))?)
+                    .build(),
+            )
+            .build();
+        self.aws
+            .sesv2()
+            .await
+            .send_email()
+            .from_email_address(&settings.from)
+            .destination(Destination::builder().to_addresses(to.as_typed()).build())
+            .content(EmailContent::builder().simple(message).build())
+            .set_configuration_set_name(settings.configuration_set.clone())
+            .send()
+            .await
+            .map_err(|err| MailSendError(anyhow!(err.into_service_error())))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    const LINK: &str = "https://auth.example.com/confirm-email?token=abc.def.ghi";
+
+    fn settings(pairs: &[(&str, &str)]) -> MailSettings {
+        let env: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        MailSettings::from_config(&env).unwrap()
+    }
+
+    #[test]
+    fn every_shipped_locale_renders_all_three_parts_with_the_link() {
+        for locale in MAIL_LOCALES {
+            let mail = render_confirmation(locale, "Acme", LINK, 24).unwrap();
+            assert!(mail.subject.contains("Acme") && !mail.subject.contains('\n'), "{locale}: {}", mail.subject);
+            assert!(mail.text.contains(LINK) && mail.text.contains("24"), "{locale}");
+            assert!(mail.html.contains(&format!("href=\"{LINK}\"")), "{locale}");
+            assert!(mail.html.contains(&format!("lang=\"{locale}\"")), "{locale}");
+        }
+    }
+
+    #[test]
+    fn the_language_falls_back_from_region_to_language_to_the_default() {
+        let defaults = settings(&[("SENDER_ADDRESS", "no-reply@example.com")]);
+        let fr_ca = Locale::parse("fr-CA").unwrap();
+        let ja = Locale::parse("ja").unwrap();
+        let de = Locale::parse("de").unwrap();
+        assert_eq!(defaults.choose_locale(Some(&fr_ca), None), "fr");
+        assert_eq!(defaults.choose_locale(Some(&ja), None), "en");
+        assert_eq!(defaults.choose_locale(None, Some(&de)), "de");
+        assert_eq!(defaults.choose_locale(Some(&ja), Some(&de)), "de");
+        let french_default = settings(&[("SENDER_ADDRESS", "no-reply@example.com"), ("DEFAULT_LOCALE", "fr")]);
+        assert_eq!(french_default.choose_locale(Some(&ja), None), "fr");
+    }
+
+    #[test]
+    fn the_french_mail_is_in_french() {
+        let mail = render_confirmation("fr", "Acme", LINK, 24).unwrap();
+        assert_eq!(mail.subject, "Confirmez votre adresse e-mail pour Acme");
+        assert!(mail.html.contains("Confirmer mon adresse"));
+    }
+
+    #[test]
+    fn the_app_name_is_escaped_in_html_but_not_in_text() {
+        let mail = render_confirmation("en", "<Acme & Co>", LINK, 24).unwrap();
+        assert!(mail.html.contains("&lt;Acme &amp; Co&gt;") && !mail.html.contains("<Acme"));
+        assert!(mail.text.contains("<Acme & Co>"));
+    }
+
+    #[test]
+    fn a_display_name_is_quoted_or_mime_encoded() {
+        let sender = EmailAddress::parse("no-reply@example.com").unwrap();
+        assert_eq!(from_header(&sender, None), "no-reply@example.com");
+        assert_eq!(from_header(&sender, Some("Acme")), "\"Acme\" <no-reply@example.com>");
+        assert_eq!(from_header(&sender, Some("Café")), "=?utf-8?B?Q2Fmw6k=?= <no-reply@example.com>");
+    }
+
+    #[test]
+    fn an_unshipped_default_locale_is_refused_at_start_up() {
+        let env: HashMap<String, String> = [("SENDER_ADDRESS", "a@example.com"), ("DEFAULT_LOCALE", "ja")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert!(MailSettings::from_config(&env).unwrap_err().to_string().contains("DEFAULT_LOCALE"));
+    }
+}

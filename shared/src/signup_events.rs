@@ -1,0 +1,88 @@
+//! The sign-up consumer: SQS messages whose body is a sign-up event, plain or inside an
+//! EventBridge envelope. Each message succeeds or fails on its own (partial batch response).
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+
+use crate::domain::user::{InvalidSignUp, SignUpEvent};
+use crate::domain::{SignUp, UnixTime};
+use crate::usecases::send::ConfirmationSender;
+use crate::usecases::signup::{SignUpOutcome, process_sign_up};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    #[error("the message body is not a JSON sign-up event: {0}")]
+    NotJson(String),
+    #[error("the sign-up event is invalid: {0}")]
+    Invalid(#[from] InvalidSignUp),
+}
+
+/// Reads a message body: the event itself, or an EventBridge event whose `detail` it is.
+pub fn parse_message(body: &str) -> Result<SignUp, MessageError> {
+    let mut value: serde_json::Value =
+        serde_json::from_str(body).map_err(|err| MessageError::NotJson(err.classify_name()))?;
+    if let Some(detail) = value.get_mut("detail").filter(|d| d.is_object()).map(serde_json::Value::take) {
+        value = detail;
+    }
+    let event: SignUpEvent =
+        serde_json::from_value(value).map_err(|_| MessageError::NotJson("not an object of the expected shape".into()))?;
+    Ok(SignUp::try_from(event)?)
+}
+
+trait ClassifyName {
+    fn classify_name(&self) -> String;
+}
+
+impl ClassifyName for serde_json::Error {
+    // Never the message's text: serde_json quotes the offending input, which may hold an address.
+    fn classify_name(&self) -> String {
+        format!("{:?} error at line {} column {}", self.classify(), self.line(), self.column())
+    }
+}
+
+/// Processes a batch; the response lists the messages to deliver again.
+pub async fn handle_batch(sender: &ConfirmationSender, event: SqsEvent) -> SqsBatchResponse {
+    let mut response = SqsBatchResponse::default();
+    for message in event.records {
+        let message_id = message.message_id.unwrap_or_default();
+        let _span = tracing::info_span!("sign-up message", message_id = %message_id).entered();
+        let outcome = match parse_message(message.body.as_deref().unwrap_or_default()) {
+            Ok(sign_up) => process_sign_up(sender, &sign_up, UnixTime::now()).await.map_err(anyhow::Error::from),
+            Err(err) => Err(anyhow::Error::from(err)),
+        };
+        match outcome {
+            Ok(SignUpOutcome::MailSent) => tracing::info!("sign-up processed; first mail sent"),
+            Ok(SignUpOutcome::CreatedWithoutMail) => tracing::info!("sign-up processed; mail is disabled"),
+            Ok(SignUpOutcome::AlreadyHandled) => tracing::info!("sign-up already handled; nothing sent again"),
+            Err(err) => {
+                tracing::error!(error = format!("{err:#}"), "sign-up message failed");
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = message_id;
+                response.batch_item_failures.push(failure);
+            }
+        }
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plain_body_and_an_eventbridge_envelope_give_the_same_sign_up() {
+        let plain = parse_message(r#"{"user_id":"u1","email":"a@example.org","locale":"fr"}"#).unwrap();
+        let wrapped = parse_message(
+            r#"{"version":"0","id":"e1","detail-type":"UserSignedUp","source":"app.signup","detail":{"user_id":"u1","email":"a@example.org","locale":"fr"}}"#,
+        )
+        .unwrap();
+        assert_eq!(plain, wrapped);
+    }
+
+    #[test]
+    fn malformed_bodies_are_errors_whose_text_never_quotes_the_input() {
+        let err = parse_message("{\"email\": \"secret@example.org\"").unwrap_err().to_string();
+        assert!(!err.contains("secret"), "{err}");
+        assert!(matches!(parse_message("[1,2]"), Err(MessageError::NotJson(_))));
+        assert!(matches!(parse_message(r#"{"user_id":"u1","email":"nope"}"#), Err(MessageError::Invalid(_))));
+    }
+}

@@ -1,0 +1,328 @@
+//! DynamoDB adapter. One table, partition key `pk`:
+//! - `USER#<id>`: a user, with its cooldown end (`cooldown_until`) on the same item so that
+//!   deciding and claiming a send is one conditional write that also returns the address;
+//! - `EMAIL#<normalised address>`: which user owns an address (at most one);
+//! - items with an `expires_at` attribute, which TTL removes (lazily, so reads check it too).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anyhow::{Context, anyhow};
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+};
+
+use crate::aws::AwsClients;
+use crate::domain::{AddressTag, ClientId, EmailAddress, Locale, SignUp, UnixTime, User, UserId, UserStatus};
+
+type Item = HashMap<String, AttributeValue>;
+
+/// The attribute that the table's TTL setting reads.
+pub const TTL_ATTRIBUTE: &str = "expires_at";
+
+pub struct UserStore {
+    aws: Arc<AwsClients>,
+    table: String,
+}
+
+/// What creating a pending user found.
+#[derive(Debug)]
+pub enum CreateOutcome {
+    Created(User),
+    /// A user with this id was already there (a redelivered event, or a conflicting one).
+    Existing(User),
+    /// Another user owns the address.
+    AddressTaken,
+}
+
+/// Which earlier sends a claim tolerates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimCondition {
+    /// A resend: allowed once the previous cooldown is over.
+    CooldownOver,
+    /// The sign-up mail: allowed only if no mail ever went out, so a redelivered event sends nothing.
+    NothingSentYet,
+}
+
+/// A claimed send: the user as it was just before, whose address and language the mail uses.
+#[derive(Debug)]
+pub struct Claim {
+    pub user: User,
+    pub until: UnixTime,
+}
+
+impl UserStore {
+    pub fn new(aws: Arc<AwsClients>, table: String) -> Self {
+        Self { aws, table }
+    }
+
+    /// Creates the user and its address look-up in one transaction; when `first_mail_until`
+    /// is given, the sign-up mail's cooldown is claimed in the same write.
+    pub async fn create_pending_user(
+        &self,
+        sign_up: &SignUp,
+        now: UnixTime,
+        first_mail_until: Option<UnixTime>,
+    ) -> anyhow::Result<CreateOutcome> {
+        let user = User {
+            id: sign_up.user_id.clone(),
+            email: sign_up.email.clone(),
+            status: UserStatus::EmailConfirmationPending,
+            locale: sign_up.locale.clone(),
+            client_id: sign_up.client_id.clone(),
+            created_at: now,
+            confirmed_at: None,
+            cooldown_until: first_mail_until,
+        };
+        let put_user = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(user_item(&user, now)))
+            .condition_expression("attribute_not_exists(pk)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .context("building the user put")?;
+        let put_address = Put::builder()
+            .table_name(&self.table)
+            .item("pk", email_key(&user.email))
+            .item("kind", AttributeValue::S("email".into()))
+            .item("user_id", AttributeValue::S(user.id.as_str().into()))
+            .condition_expression("attribute_not_exists(pk) OR user_id = :user_id")
+            .expression_attribute_values(":user_id", AttributeValue::S(user.id.as_str().into()))
+            .build()
+            .context("building the address put")?;
+        let result = self
+            .aws
+            .dynamodb()
+            .await
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put_user).build())
+            .transact_items(TransactWriteItem::builder().put(put_address).build())
+            .send()
+            .await;
+        let err = match result {
+            Ok(_) => return Ok(CreateOutcome::Created(user)),
+            Err(err) => err.into_service_error(),
+        };
+        let TransactWriteItemsError::TransactionCanceledException(canceled) = &err else {
+            return Err(anyhow!(err).context("creating a pending user"));
+        };
+        let reasons = canceled.cancellation_reasons();
+        let failed = |index: usize| reasons.get(index).and_then(|r| r.code()) == Some("ConditionalCheckFailed");
+        if failed(0) {
+            let existing = match reasons[0].item() {
+                Some(item) => Some(user_from_item(item)?),
+                None => self.get_user(&user.id).await?,
+            };
+            let existing = existing.context("the user vanished while being created")?;
+            return Ok(CreateOutcome::Existing(existing));
+        }
+        if failed(1) {
+            return Ok(CreateOutcome::AddressTaken);
+        }
+        Err(anyhow!(err).context("creating a pending user"))
+    }
+
+    /// Decides and claims a send in one conditional write. `Err` carries the item the
+    /// condition saw (`None`: no such user), for the caller to explain the refusal.
+    pub async fn claim_send(
+        &self,
+        user_id: &UserId,
+        now: UnixTime,
+        until: UnixTime,
+        condition: ClaimCondition,
+    ) -> anyhow::Result<Result<Claim, Option<User>>> {
+        let cooldown_condition = match condition {
+            ClaimCondition::CooldownOver => "(attribute_not_exists(cooldown_until) OR cooldown_until <= :now)",
+            ClaimCondition::NothingSentYet => "attribute_not_exists(cooldown_until)",
+        };
+        let result = self
+            .aws
+            .dynamodb()
+            .await
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", user_key(user_id))
+            .update_expression("SET cooldown_until = :until, updated_at = :now")
+            .condition_expression(format!("attribute_exists(pk) AND #status = :pending AND {cooldown_condition}"))
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":pending", status_value(UserStatus::EmailConfirmationPending))
+            .expression_attribute_values(":now", number(now.0))
+            .expression_attribute_values(":until", number(until.0))
+            .return_values(ReturnValue::AllOld)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(output) => {
+                let item = output.attributes().context("the claimed user came back empty")?;
+                Ok(Ok(Claim { user: user_from_item(item)?, until }))
+            }
+            Err(err) => Ok(Err(seen_on_refusal(err, "claiming a send")?)),
+        }
+    }
+
+    /// Gives a claimed cooldown back after the mail could not be sent, restoring the end of
+    /// the previous cooldown. Does nothing if another claim has replaced ours meanwhile.
+    pub async fn release_send(&self, user_id: &UserId, claim: &Claim) -> anyhow::Result<()> {
+        let request = self
+            .aws
+            .dynamodb()
+            .await
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", user_key(user_id))
+            .condition_expression("cooldown_until = :claimed")
+            .expression_attribute_values(":claimed", number(claim.until.0));
+        let request = match claim.user.cooldown_until {
+            Some(previous) => request
+                .update_expression("SET cooldown_until = :previous")
+                .expression_attribute_values(":previous", number(previous.0)),
+            None => request.update_expression("REMOVE cooldown_until"),
+        };
+        match request.send().await {
+            Ok(_) => Ok(()),
+            Err(err) if is_condition_failure(&err) => Ok(()),
+            Err(err) => Err(anyhow!(err.into_service_error()).context("releasing a send claim")),
+        }
+    }
+
+    /// Confirms a pending user whose current address the link was sent to, in one
+    /// conditional write. `Err` carries the item the condition saw.
+    pub async fn confirm(
+        &self,
+        user_id: &UserId,
+        address: &AddressTag,
+        now: UnixTime,
+    ) -> anyhow::Result<Result<User, Option<User>>> {
+        let result = self
+            .aws
+            .dynamodb()
+            .await
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", user_key(user_id))
+            .update_expression("SET #status = :enabled, confirmed_at = :now, updated_at = :now")
+            .condition_expression("attribute_exists(pk) AND #status = :pending AND address_tag = :tag")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":pending", status_value(UserStatus::EmailConfirmationPending))
+            .expression_attribute_values(":enabled", status_value(UserStatus::Enabled))
+            .expression_attribute_values(":tag", AttributeValue::S(address.as_str().into()))
+            .expression_attribute_values(":now", number(now.0))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(output) => {
+                let item = output.attributes().context("the confirmed user came back empty")?;
+                Ok(Ok(user_from_item(item)?))
+            }
+            Err(err) => Ok(Err(seen_on_refusal(err, "confirming a user")?)),
+        }
+    }
+
+    pub async fn get_user(&self, user_id: &UserId) -> anyhow::Result<Option<User>> {
+        let output = self
+            .aws
+            .dynamodb()
+            .await
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", user_key(user_id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|err| anyhow!(err.into_service_error()))
+            .context("reading a user")?;
+        output.item().map(user_from_item).transpose()
+    }
+}
+
+/// The item a failed condition saw, or the error if the write failed for another reason.
+fn seen_on_refusal(err: SdkError<UpdateItemError, HttpResponse>, doing: &'static str) -> anyhow::Result<Option<User>> {
+    match err.into_service_error() {
+        UpdateItemError::ConditionalCheckFailedException(refusal) => refusal.item().map(user_from_item).transpose(),
+        other => Err(anyhow!(other).context(doing)),
+    }
+}
+
+fn is_condition_failure(err: &SdkError<UpdateItemError, HttpResponse>) -> bool {
+    err.as_service_error().is_some_and(UpdateItemError::is_conditional_check_failed_exception)
+}
+
+fn user_key(id: &UserId) -> AttributeValue {
+    AttributeValue::S(format!("USER#{}", id.as_str()))
+}
+
+fn email_key(email: &EmailAddress) -> AttributeValue {
+    AttributeValue::S(format!("EMAIL#{}", email.normalized()))
+}
+
+fn number(value: i64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn status_value(status: UserStatus) -> AttributeValue {
+    AttributeValue::S(status.as_str().into())
+}
+
+fn user_item(user: &User, now: UnixTime) -> Item {
+    let mut item = Item::from([
+        ("pk".to_owned(), user_key(&user.id)),
+        ("kind".to_owned(), AttributeValue::S("user".into())),
+        ("user_id".to_owned(), AttributeValue::S(user.id.as_str().into())),
+        ("email".to_owned(), AttributeValue::S(user.email.as_typed().into())),
+        ("email_normalized".to_owned(), AttributeValue::S(user.email.normalized().into())),
+        ("address_tag".to_owned(), AttributeValue::S(user.email.tag().as_str().into())),
+        ("status".to_owned(), status_value(user.status)),
+        ("created_at".to_owned(), number(user.created_at.0)),
+        ("updated_at".to_owned(), number(now.0)),
+    ]);
+    if let Some(locale) = &user.locale {
+        item.insert("locale".into(), AttributeValue::S(locale.as_str().into()));
+    }
+    if let Some(client_id) = &user.client_id {
+        item.insert("client_id".into(), AttributeValue::S(client_id.as_str().into()));
+    }
+    if let Some(until) = user.cooldown_until {
+        item.insert("cooldown_until".into(), number(until.0));
+    }
+    item
+}
+
+fn required<'a>(name: &str, value: Option<&'a str>) -> anyhow::Result<&'a str> {
+    value.with_context(|| format!("attribute {name} is missing"))
+}
+
+fn user_from_item(item: &Item) -> anyhow::Result<User> {
+    let text = |name: &str| -> anyhow::Result<Option<&str>> {
+        item.get(name)
+            .map(|value| value.as_s().map(String::as_str).map_err(|_| anyhow!("attribute {name} is not a string")))
+            .transpose()
+    };
+    let time = |name: &str| -> anyhow::Result<Option<UnixTime>> {
+        item.get(name)
+            .map(|value| {
+                let n = value.as_n().map_err(|_| anyhow!("attribute {name} is not a number"))?;
+                n.parse().map(UnixTime).with_context(|| format!("attribute {name} is not an integer"))
+            })
+            .transpose()
+    };
+    let id = UserId::parse(required("user_id", text("user_id")?)?).context("stored user_id")?;
+    let email = EmailAddress::parse(required("email", text("email")?)?).context("stored email")?;
+    let status = UserStatus::parse(required("status", text("status")?)?).context("stored status is unknown")?;
+    Ok(User {
+        id,
+        email,
+        status,
+        locale: text("locale")?.and_then(|tag| Locale::parse(tag).ok()),
+        client_id: text("client_id")?.and_then(|id| ClientId::parse(id).ok()),
+        created_at: time("created_at")?.context("attribute created_at is missing")?,
+        confirmed_at: time("confirmed_at")?,
+        cooldown_until: time("cooldown_until")?,
+    })
+}

@@ -1,0 +1,113 @@
+//! Sending a confirmation mail: claim the cooldown, mail, and give the claim back if the mail
+//! did not go out, so a failure never costs the user their next attempt.
+
+use std::sync::Arc;
+
+use crate::aws::AwsClients;
+use crate::config::{self, ConfigError, Source};
+use crate::domain::user::SendRefusal;
+use crate::domain::{CooldownPolicy, Locale, UnixTime, UserId};
+use crate::link_token::{LinkIssuer, TokenCreationError};
+use crate::mail::{self, MailSendError, MailSettings, SesMailer, TemplateError};
+use crate::store::{Claim, ClaimCondition, UserStore};
+
+/// Everything a function that sends confirmation mail needs.
+pub struct ConfirmationSender {
+    pub store: UserStore,
+    pub mailer: SesMailer,
+    pub settings: MailSettings,
+    pub links: LinkIssuer,
+    pub cooldown: CooldownPolicy,
+}
+
+/// A mail that went out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    /// Seconds until the next mail may be sent.
+    pub cooldown_seconds: u64,
+    pub locale: &'static str,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("e-mail is disabled")]
+    MailDisabled,
+    #[error("no such user")]
+    UserNotFound,
+    #[error("the address is already confirmed")]
+    AlreadyConfirmed,
+    #[error("a confirmation mail was sent less than a cooldown ago")]
+    CooldownActive { remaining_seconds: u64 },
+    #[error("the user store failed")]
+    Storage(#[source] anyhow::Error),
+    #[error(transparent)]
+    Delivery(#[from] DeliveryError),
+}
+
+/// Why a claimed mail did not go out. The claim has been given back by then.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error(transparent)]
+    TokenCreation(#[from] TokenCreationError),
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error(transparent)]
+    MailSend(#[from] MailSendError),
+}
+
+impl ConfirmationSender {
+    pub fn from_config(source: &dyn Source, aws: Arc<AwsClients>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            store: UserStore::new(aws.clone(), config::table_name(source)?),
+            mailer: SesMailer::new(aws),
+            settings: MailSettings::from_config(source)?,
+            links: LinkIssuer::from_config(source)?,
+            cooldown: config::cooldown(source)?,
+        })
+    }
+
+    /// Resends the confirmation mail, at most once per cooldown.
+    #[tracing::instrument(name = "send confirmation mail", skip_all, fields(user_id = %user_id))]
+    pub async fn resend(&self, user_id: &UserId, requested_locale: Option<&Locale>, now: UnixTime) -> Result<Sent, SendError> {
+        if !self.settings.enabled {
+            return Err(SendError::MailDisabled);
+        }
+        let until = self.cooldown.claim_until(now);
+        let claim = self
+            .store
+            .claim_send(user_id, now, until, ClaimCondition::CooldownOver)
+            .await
+            .map_err(SendError::Storage)?
+            .map_err(|seen| match SendRefusal::explain(seen.as_ref(), &self.cooldown, now) {
+                SendRefusal::UserNotFound => SendError::UserNotFound,
+                SendRefusal::AlreadyConfirmed => SendError::AlreadyConfirmed,
+                SendRefusal::CooldownActive { remaining_seconds } => SendError::CooldownActive { remaining_seconds },
+            })?;
+        let locale = self.deliver(&claim, requested_locale, now).await?;
+        Ok(Sent { cooldown_seconds: self.cooldown.period.as_secs(), locale })
+    }
+
+    /// Mails the claimed user a fresh link; gives the claim back when the mail does not go out.
+    pub async fn deliver(&self, claim: &Claim, requested_locale: Option<&Locale>, now: UnixTime) -> Result<&'static str, DeliveryError> {
+        let result = self.compose_and_send(claim, requested_locale, now).await;
+        if let Err(failure) = &result {
+            tracing::error!(error = ?failure, "confirmation mail not sent; releasing the cooldown claim");
+            if let Err(release_failure) = self.store.release_send(&claim.user.id, claim).await {
+                // The user then waits one cooldown before a resend; nothing else is lost.
+                tracing::error!(error = ?release_failure, "could not release the cooldown claim");
+            }
+        }
+        result
+    }
+
+    async fn compose_and_send(&self, claim: &Claim, requested_locale: Option<&Locale>, now: UnixTime) -> Result<&'static str, DeliveryError> {
+        let user = &claim.user;
+        let locale = self.settings.choose_locale(requested_locale, user.locale.as_ref());
+        let link = self.links.issue(user, locale, now)?;
+        let valid_hours = self.links.lifetime.as_secs().div_ceil(3600);
+        let mail = mail::render_confirmation(locale, &self.settings.app_name, &link.url, valid_hours)?;
+        self.mailer.send(&self.settings, &user.email, &mail).await?;
+        tracing::info!(locale, "confirmation mail sent");
+        Ok(locale)
+    }
+}
