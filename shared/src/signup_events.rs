@@ -2,6 +2,7 @@
 //! EventBridge envelope. Each message succeeds or fails on its own (partial batch response).
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use tracing::Instrument;
 
 use crate::domain::user::{InvalidSignUp, SignUpEvent};
 use crate::domain::{SignUp, UnixTime};
@@ -39,26 +40,35 @@ impl ClassifyName for serde_json::Error {
     }
 }
 
+/// Processes one message; false when it is to be delivered again.
+async fn process_message(sender: &ConfirmationSender, body: &str) -> bool {
+    let outcome = match parse_message(body) {
+        Ok(sign_up) => process_sign_up(sender, &sign_up, UnixTime::now()).await.map_err(anyhow::Error::from),
+        Err(err) => Err(anyhow::Error::from(err)),
+    };
+    match outcome {
+        Ok(SignUpOutcome::MailSent) => tracing::info!("sign-up processed; first mail sent"),
+        Ok(SignUpOutcome::CreatedWithoutMail) => tracing::info!("sign-up processed; mail is disabled"),
+        Ok(SignUpOutcome::AlreadyHandled) => tracing::info!("sign-up already handled; nothing sent again"),
+        Err(err) => {
+            tracing::error!(error = format!("{err:#}"), "sign-up message failed");
+            return false;
+        }
+    }
+    true
+}
+
 /// Processes a batch; the response lists the messages to deliver again.
 pub async fn handle_batch(sender: &ConfirmationSender, event: SqsEvent) -> SqsBatchResponse {
     let mut response = SqsBatchResponse::default();
     for message in event.records {
         let message_id = message.message_id.unwrap_or_default();
-        let _span = tracing::info_span!("sign-up message", message_id = %message_id).entered();
-        let outcome = match parse_message(message.body.as_deref().unwrap_or_default()) {
-            Ok(sign_up) => process_sign_up(sender, &sign_up, UnixTime::now()).await.map_err(anyhow::Error::from),
-            Err(err) => Err(anyhow::Error::from(err)),
-        };
-        match outcome {
-            Ok(SignUpOutcome::MailSent) => tracing::info!("sign-up processed; first mail sent"),
-            Ok(SignUpOutcome::CreatedWithoutMail) => tracing::info!("sign-up processed; mail is disabled"),
-            Ok(SignUpOutcome::AlreadyHandled) => tracing::info!("sign-up already handled; nothing sent again"),
-            Err(err) => {
-                tracing::error!(error = format!("{err:#}"), "sign-up message failed");
-                let mut failure = BatchItemFailure::default();
-                failure.item_identifier = message_id;
-                response.batch_item_failures.push(failure);
-            }
+        let body = message.body.unwrap_or_default();
+        let span = tracing::info_span!("sign-up message", message_id = %message_id);
+        if !process_message(sender, &body).instrument(span).await {
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = message_id;
+            response.batch_item_failures.push(failure);
         }
     }
     response

@@ -1,0 +1,9 @@
+//! mailconfirm's local stack and test harness: the table and routes read from the SAM
+//! template, moto for DynamoDB and SES, an API Gateway-style router over every handler, and
+//! the developer's tools (publish a sign-up, mint a token, read the inbox).
+
+pub mod gateway;
+pub mod harness;
+pub mod server;
+pub mod stack;
+pub mod template;

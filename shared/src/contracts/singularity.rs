@@ -1,11 +1,15 @@
 //! The Singularity e-mail verification contract (`/api/auth/email/verification…`):
 //! success bodies, and every error as `{"timestamp","status","code","error","message","path"}`.
 
+use std::sync::Arc;
+
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 use serde_json::json;
 
 use crate::access_token::{AccessTokenError, AccessTokenVerifier, Principal};
+use crate::aws::AwsClients;
+use crate::config::{ConfigError, Source};
 use crate::contracts::{UserView, json_response, query_param, rfc3339};
 use crate::domain::{Locale, UnixTime};
 use crate::link_token::LinkTokenError;
@@ -172,6 +176,10 @@ pub struct SendVerification {
 }
 
 impl SendVerification {
+    pub fn from_config(source: &dyn Source, aws: Arc<AwsClients>) -> Result<Self, ConfigError> {
+        Ok(Self { access: AccessTokenVerifier::from_config(source)?, sender: ConfirmationSender::from_config(source, aws)? })
+    }
+
     pub async fn handle(&self, request: Request) -> Response<Body> {
         let path = request.uri().path().to_owned();
         let result = async {
@@ -198,6 +206,10 @@ pub struct VerificationCooldown {
 }
 
 impl VerificationCooldown {
+    pub fn from_config(source: &dyn Source, aws: Arc<AwsClients>) -> Result<Self, ConfigError> {
+        Ok(Self { access: AccessTokenVerifier::from_config(source)?, status: CooldownStatus::from_config(source, aws)? })
+    }
+
     pub async fn handle(&self, request: Request) -> Response<Body> {
         let path = request.uri().path().to_owned();
         let result = async {
@@ -222,6 +234,10 @@ pub struct VerifyEmail {
 }
 
 impl VerifyEmail {
+    pub fn from_config(source: &dyn Source, aws: Arc<AwsClients>) -> Result<Self, ConfigError> {
+        Ok(Self { confirmer: Confirmer::from_config(source, aws)? })
+    }
+
     pub async fn handle(&self, request: Request) -> Response<Body> {
         let path = request.uri().path().to_owned();
         let result = async {

@@ -1,0 +1,110 @@
+//! Fresh state for each test: its own table in moto, its own local API on a free port, and
+//! unique addresses, so tests run in parallel against one moto without seeing each other.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use aws_lambda_events::event::sqs::SqsBatchResponse;
+use aws_sdk_dynamodb::types::AttributeValue;
+use mailconfirm::aws::AwsClients;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+use crate::gateway::uuid_like;
+use crate::server::{LocalApi, mint_access_token, serve};
+use crate::stack::{Functions, LOCAL_SENDER, create_table, local_env, moto_url, verify_sender};
+use crate::template::Template;
+
+pub struct TestStack {
+    pub base_url: String,
+    pub api: Arc<LocalApi>,
+    pub table: String,
+    pub aws: Arc<AwsClients>,
+    pub http: reqwest::Client,
+}
+
+impl TestStack {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts with the local configuration, changed by `adjust` (e.g. to break SES).
+    pub async fn start_with(adjust: impl FnOnce(&mut HashMap<String, String>)) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free loopback port");
+        let base_url = format!("http://{}", listener.local_addr().expect("a bound address"));
+        let table = format!("test-{}", uuid_like());
+        let mut env = local_env(&table, &base_url);
+        adjust(&mut env);
+
+        let template = Template::load().expect("the SAM template");
+        let aws = Arc::new(AwsClients::new());
+        create_table(&aws, &template, &table).await.expect("the table in moto");
+        verify_sender(&aws, LOCAL_SENDER).await.expect("the sender identity in moto");
+        let functions = Functions::build(&env, aws.clone()).expect("every function configured");
+        let api = Arc::new(LocalApi {
+            gateway: functions.gateway(&template).expect("every route bound"),
+            sign_up: functions.sign_up.clone(),
+            moto_url: moto_url().expect("moto's address"),
+            http: reqwest::Client::new(),
+        });
+        tokio::spawn(serve(listener, api.clone()));
+        Self { base_url, api, table, aws, http: reqwest::Client::new() }
+    }
+
+    pub fn url(&self, path_and_query: &str) -> String {
+        format!("{}{path_and_query}", self.base_url)
+    }
+
+    /// An address no other test uses.
+    pub fn unique_email(&self, name: &str) -> String {
+        format!("{name}.{}@example.com", uuid_like().replace('-', "."))
+    }
+
+    /// Publishes a sign-up event through the sign-up function.
+    pub async fn sign_up(&self, event: Value) -> SqsBatchResponse {
+        self.api.publish_sign_up(&event).await
+    }
+
+    /// Signs up a new user with a unique address; returns (user id, address).
+    pub async fn signed_up_user(&self, locale: Option<&str>) -> (String, String) {
+        let user_id = format!("user-{}", uuid_like());
+        let email = self.unique_email("ada");
+        let response = self.sign_up(json!({ "user_id": user_id, "email": email, "locale": locale })).await;
+        assert!(response.batch_item_failures.is_empty(), "sign-up failed");
+        (user_id, email)
+    }
+
+    pub fn access_token(&self, user_id: &str) -> String {
+        mint_access_token(json!({ "sub": user_id }))
+    }
+
+    pub async fn mails_to(&self, email: &str) -> Vec<Value> {
+        self.api.inbox(Some(email)).await.expect("moto's outbox")
+    }
+
+    /// The token of the newest confirmation link mailed to `email`.
+    pub async fn latest_link_token(&self, email: &str) -> String {
+        let mails = self.mails_to(email).await;
+        let link = mails.last().and_then(|m| m["link"].as_str()).expect("a mail with a link").to_owned();
+        mailconfirm::link_token::token_of(&link).expect("a token in the link").to_owned()
+    }
+
+    /// The user's stored item, read straight from the table.
+    pub async fn stored_user(&self, user_id: &str) -> Option<HashMap<String, AttributeValue>> {
+        self.aws
+            .dynamodb()
+            .await
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(format!("USER#{user_id}")))
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("reading the user")
+            .item
+    }
+
+    pub async fn stored_status(&self, user_id: &str) -> Option<String> {
+        self.stored_user(user_id).await.and_then(|item| item.get("status").and_then(|s| s.as_s().ok()).cloned())
+    }
+}

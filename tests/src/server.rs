@@ -1,0 +1,258 @@
+//! The local API: every route of the template on loopback, plus the developer's tools under
+//! `/_local/`: publish a sign-up, mint an access token, and read the mail that was sent.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use jsonwebtoken::{EncodingKey, Header};
+use mailconfirm::usecases::send::ConfirmationSender;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+use crate::gateway::{Gateway, GatewayRequest, GatewayResponse, uuid_like};
+use crate::stack::{LOCAL_ACCESS_TOKEN_SECRET, LOCAL_AUDIENCE, LOCAL_ISSUER};
+
+pub struct LocalApi {
+    pub gateway: Gateway,
+    pub sign_up: Arc<ConfirmationSender>,
+    pub moto_url: String,
+    pub http: reqwest::Client,
+}
+
+/// Serves until the listener fails; each connection on its own task.
+pub async fn serve(listener: TcpListener, api: Arc<LocalApi>) -> anyhow::Result<()> {
+    loop {
+        let (stream, peer) = listener.accept().await?;
+        let api = api.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let api = api.clone();
+                async move { Ok::<_, Infallible>(api.handle(request, peer).await) }
+            });
+            if let Err(err) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
+                tracing::debug!(error = %err, "connection closed with an error");
+            }
+        });
+    }
+}
+
+type HyperResponse = hyper::Response<Full<Bytes>>;
+
+fn respond(status: u16, content_type: &str, body: impl Into<Bytes>) -> HyperResponse {
+    hyper::Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .body(Full::new(body.into()))
+        .unwrap_or_default()
+}
+
+fn json_reply(status: u16, value: &Value) -> HyperResponse {
+    respond(status, "application/json", value.to_string())
+}
+
+impl LocalApi {
+    async fn handle(&self, request: hyper::Request<hyper::body::Incoming>, peer: SocketAddr) -> HyperResponse {
+        let (parts, body) = request.into_parts();
+        let body = match body.collect().await {
+            Ok(collected) => collected.to_bytes().to_vec(),
+            Err(_) => return json_reply(400, &json!({"message": "could not read the request body"})),
+        };
+        let mut headers: BTreeMap<String, String> = BTreeMap::new();
+        for (name, value) in &parts.headers {
+            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            let separator = if name == http::header::COOKIE { "; " } else { "," };
+            headers
+                .entry(name.as_str().to_owned())
+                .and_modify(|existing| {
+                    existing.push_str(separator);
+                    existing.push_str(&value);
+                })
+                .or_insert(value);
+        }
+        let request = GatewayRequest {
+            method: parts.method.as_str().to_owned(),
+            path: parts.uri.path().to_owned(),
+            raw_query: parts.uri.query().unwrap_or_default().to_owned(),
+            host: headers.get("host").cloned().unwrap_or_default(),
+            headers,
+            body,
+            source_ip: peer.ip().to_string(),
+        };
+        if request.path == "/" || request.path.starts_with("/_local/") {
+            return self.local_tool(&request).await;
+        }
+        match self.gateway.dispatch(request).await {
+            Ok(GatewayResponse { status, headers, body }) => {
+                let mut builder = hyper::Response::builder().status(status);
+                for (name, value) in headers {
+                    builder = builder.header(name, value);
+                }
+                builder.body(Full::new(Bytes::from(body))).unwrap_or_default()
+            }
+            Err(err) => {
+                // API Gateway answers 500 when the integration itself fails.
+                tracing::error!(error = format!("{err:#}"), "the function failed");
+                json_reply(500, &json!({"message": "Internal Server Error"}))
+            }
+        }
+    }
+
+    async fn local_tool(&self, request: &GatewayRequest) -> HyperResponse {
+        let query: BTreeMap<String, String> = request
+            .raw_query
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .map(|(k, v)| (k.to_owned(), crate::gateway::percent_decode(v)))
+            .collect();
+        match (request.method.as_str(), request.path.as_str()) {
+            ("GET", "/") => respond(200, "text/html; charset=utf-8", self.index_page()),
+            ("POST", "/_local/signup") => match serde_json::from_slice::<Value>(&request.body) {
+                Ok(event) => {
+                    let response = self.publish_sign_up(&event).await;
+                    json_reply(200, &serde_json::to_value(response).unwrap_or_default())
+                }
+                Err(_) => json_reply(400, &json!({"message": "the body must be a JSON sign-up event"})),
+            },
+            ("POST", "/_local/token") => match serde_json::from_slice::<Value>(&request.body) {
+                Ok(claims) if claims.get("sub").is_some_and(Value::is_string) => {
+                    json_reply(200, &json!({ "access_token": mint_access_token(claims) }))
+                }
+                _ => json_reply(400, &json!({"message": "the body must be a JSON object of claims with a string \"sub\""})),
+            },
+            ("GET", "/_local/inbox.json") => match self.inbox(query.get("to").map(String::as_str)).await {
+                Ok(messages) => json_reply(200, &json!({ "messages": messages })),
+                Err(err) => json_reply(502, &json!({"message": format!("could not read moto's outbox: {err:#}")})),
+            },
+            ("GET", "/_local/inbox") => match self.inbox(query.get("to").map(String::as_str)).await {
+                Ok(messages) => respond(200, "text/html; charset=utf-8", inbox_page(&messages)),
+                Err(err) => respond(502, "text/plain", format!("could not read moto's outbox: {err:#}")),
+            },
+            _ => json_reply(404, &json!({"message": "Not Found"})),
+        }
+    }
+
+    /// Delivers a sign-up event as SQS would: one message in an `SqsEvent`.
+    pub async fn publish_sign_up(&self, event: &Value) -> SqsBatchResponse {
+        let sqs_event: SqsEvent = serde_json::from_value(sqs_event_for(event)).unwrap_or_default();
+        mailconfirm::signup_events::handle_batch(&self.sign_up, sqs_event).await
+    }
+
+    /// The mail moto accepted, newest last, with the confirmation link of each.
+    pub async fn inbox(&self, to: Option<&str>) -> anyhow::Result<Vec<Value>> {
+        let outbox: Value =
+            self.http.get(format!("{}/_mailconfirm/outbox", self.moto_url)).send().await?.error_for_status()?.json().await?;
+        let messages = outbox["messages"].as_array().cloned().unwrap_or_default();
+        Ok(messages
+            .into_iter()
+            .filter(|message| {
+                to.is_none_or(|to| {
+                    message["to"].as_array().into_iter().flatten().any(|r| r.as_str().is_some_and(|r| r.eq_ignore_ascii_case(to)))
+                })
+            })
+            .map(|mut message| {
+                let link = message["text"].as_str().and_then(confirmation_link);
+                message["link"] = json!(link);
+                message
+            })
+            .collect())
+    }
+
+    fn index_page(&self) -> String {
+        let routes: String = self
+            .gateway
+            .route_specs()
+            .map(|r| format!("<li><code>{} {}</code> → {}</li>", r.method, r.path, r.binary))
+            .collect();
+        format!(
+            "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>mailconfirm local</title></head><body>\
+             <h1>mailconfirm, local</h1><h2>Routes</h2><ul>{routes}</ul><h2>Tools</h2><ul>\
+             <li><code>POST /_local/signup</code> — publish a sign-up event</li>\
+             <li><code>POST /_local/token</code> — mint an access token for the posted claims</li>\
+             <li><a href=\"/_local/inbox\">/_local/inbox</a> and <a href=\"/_local/inbox.json\">/_local/inbox.json</a> — the mail sent</li>\
+             </ul></body></html>"
+        )
+    }
+}
+
+/// The SQS event that carries one sign-up event, as in `infra/events/signup-events.json`.
+pub fn sqs_event_for(event: &Value) -> Value {
+    json!({
+        "Records": [{
+            "messageId": uuid_like(),
+            "receiptHandle": "local",
+            "body": event.to_string(),
+            "attributes": {
+                "ApproximateReceiveCount": "1",
+                "SentTimestamp": (time::OffsetDateTime::now_utc().unix_timestamp() * 1000).to_string(),
+                "SenderId": "local",
+                "ApproximateFirstReceiveTimestamp": (time::OffsetDateTime::now_utc().unix_timestamp() * 1000).to_string()
+            },
+            "messageAttributes": {},
+            "md5OfBody": "",
+            "eventSource": "aws:sqs",
+            "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:SignUpQueue",
+            "awsRegion": "us-east-1"
+        }]
+    })
+}
+
+/// An access token for the local issuer and audience, valid for an hour unless the claims say otherwise.
+pub fn mint_access_token(mut claims: Value) -> String {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let defaults = [("iss", json!(LOCAL_ISSUER)), ("aud", json!(LOCAL_AUDIENCE)), ("iat", json!(now)), ("exp", json!(now + 3600))];
+    for (name, value) in defaults {
+        if claims.get(name).is_none() {
+            claims[name] = value;
+        }
+    }
+    jsonwebtoken::encode(&Header::default(), &claims, &EncodingKey::from_secret(LOCAL_ACCESS_TOKEN_SECRET.as_bytes()))
+        .unwrap_or_default()
+}
+
+/// The first confirmation link in a mail's text.
+pub fn confirmation_link(text: &str) -> Option<String> {
+    text.split_whitespace().find(|word| word.contains("/confirm-email?token=")).map(str::to_owned)
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+fn inbox_page(messages: &[Value]) -> String {
+    let items: String = messages
+        .iter()
+        .rev()
+        .map(|m| {
+            let to = m["to"].as_array().into_iter().flatten().filter_map(Value::as_str).collect::<Vec<_>>().join(", ");
+            let link = m["link"].as_str().unwrap_or_default();
+            format!(
+                "<article><h2>{subject}</h2><p><b>To:</b> {to} · <b>From:</b> {from} · <b>Sent:</b> {sent}</p>\
+                 <p><a href=\"{link}\">Open the confirmation link</a></p>\
+                 <details><summary>Text part</summary><pre>{text}</pre></details>\
+                 <details><summary>HTML part</summary><iframe sandbox srcdoc=\"{html}\" style=\"width:100%;height:420px;border:1px solid #ccc\"></iframe></details></article><hr>",
+                subject = escape(m["subject"].as_str().unwrap_or_default()),
+                to = escape(&to),
+                from = escape(m["from"].as_str().unwrap_or_default()),
+                sent = escape(m["sent_at"].as_str().unwrap_or_default()),
+                link = escape(link),
+                text = escape(m["text"].as_str().unwrap_or_default()),
+                html = escape(m["html"].as_str().unwrap_or_default()),
+            )
+        })
+        .collect();
+    let body = if items.is_empty() { "<p>No mail yet. Publish a sign-up with <code>POST /_local/signup</code>.</p>".to_owned() } else { items };
+    format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>mailconfirm local inbox</title></head><body style=\"font-family:sans-serif;max-width:900px;margin:auto;padding:1rem\">\
+         <h1>Local inbox ({count})</h1>{body}</body></html>",
+        count = messages.len()
+    )
+}

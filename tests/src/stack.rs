@@ -1,0 +1,147 @@
+//! The local stack: the AWS side (moto, with the table built from the template and a verified
+//! sender) and every function's handler, configured as a deployment would configure them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType, TimeToLiveSpecification,
+};
+use mailconfirm::aws::AwsClients;
+use mailconfirm::contracts::singularity::{SendVerification, VerificationCooldown, VerifyEmail};
+use mailconfirm::usecases::send::ConfirmationSender;
+use serde_json::Value;
+
+use crate::gateway::{Gateway, HttpFunction};
+use crate::http_function;
+use crate::template::Template;
+
+/// Local-only secrets and settings. Never use these values in a deployment.
+pub const LOCAL_ACCESS_TOKEN_SECRET: &str = "local-access-token-secret-0123456789abcdef";
+pub const LOCAL_CONFIRMATION_SIGNING_KEY: &str = "local-confirmation-signing-key-0123456789abcdef";
+pub const LOCAL_ISSUER: &str = "https://auth.local.test";
+pub const LOCAL_AUDIENCE: &str = "mailconfirm";
+pub const LOCAL_SENDER: &str = "no-reply@mailconfirm.example.com";
+
+/// The configuration every function gets locally, as the template gives it in AWS.
+pub fn local_env(table_name: &str, public_base_url: &str) -> HashMap<String, String> {
+    [
+        ("TABLE_NAME", table_name),
+        ("PUBLIC_BASE_URL", public_base_url),
+        ("SENDER_ADDRESS", LOCAL_SENDER),
+        ("SENDER_NAME", "mailconfirm (local)"),
+        ("APP_NAME", "mailconfirm local"),
+        ("CONFIRMATION_SIGNING_KEY", LOCAL_CONFIRMATION_SIGNING_KEY),
+        ("ACCESS_TOKEN_HS256_SECRET", LOCAL_ACCESS_TOKEN_SECRET),
+        ("ACCESS_TOKEN_ISSUER", LOCAL_ISSUER),
+        ("ACCESS_TOKEN_AUDIENCE", LOCAL_AUDIENCE),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+/// Every function of the project, built from one configuration.
+pub struct Functions {
+    pub http: BTreeMap<String, HttpFunction>,
+    pub sign_up: Arc<ConfirmationSender>,
+}
+
+impl Functions {
+    pub fn build(env: &HashMap<String, String>, aws: Arc<AwsClients>) -> anyhow::Result<Self> {
+        let mut http = BTreeMap::new();
+        http.insert("singularity-send-verification".to_owned(), http_function!(SendVerification::from_config(env, aws.clone())?));
+        http.insert("singularity-verification-cooldown".to_owned(), http_function!(VerificationCooldown::from_config(env, aws.clone())?));
+        http.insert("singularity-verify-email".to_owned(), http_function!(VerifyEmail::from_config(env, aws.clone())?));
+        Ok(Self { http, sign_up: Arc::new(ConfirmationSender::from_config(env, aws)?) })
+    }
+
+    pub fn gateway(&self, template: &Template) -> anyhow::Result<Gateway> {
+        Gateway::new(template.http_routes(), &self.http)
+    }
+}
+
+/// Creates the table as the template defines it (idempotent) and turns on its TTL.
+pub async fn create_table(aws: &AwsClients, template: &Template, table_name: &str) -> anyhow::Result<()> {
+    let props = template.table_properties()?;
+    let dynamodb = aws.dynamodb().await;
+    let key_schema = |value: &Value| -> anyhow::Result<Vec<KeySchemaElement>> {
+        value
+            .as_array()
+            .context("KeySchema is not a list")?
+            .iter()
+            .map(|key| {
+                Ok(KeySchemaElement::builder()
+                    .attribute_name(key["AttributeName"].as_str().context("AttributeName")?)
+                    .key_type(KeyType::from(key["KeyType"].as_str().context("KeyType")?))
+                    .build()?)
+            })
+            .collect()
+    };
+    let mut request = dynamodb
+        .create_table()
+        .table_name(table_name)
+        .billing_mode(BillingMode::from(props["BillingMode"].as_str().unwrap_or("PAY_PER_REQUEST")))
+        .set_key_schema(Some(key_schema(&props["KeySchema"])?));
+    for attribute in props["AttributeDefinitions"].as_array().context("AttributeDefinitions")? {
+        request = request.attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(attribute["AttributeName"].as_str().context("AttributeName")?)
+                .attribute_type(ScalarAttributeType::from(attribute["AttributeType"].as_str().context("AttributeType")?))
+                .build()?,
+        );
+    }
+    for index in props["GlobalSecondaryIndexes"].as_array().into_iter().flatten() {
+        request = request.global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(index["IndexName"].as_str().context("IndexName")?)
+                .set_key_schema(Some(key_schema(&index["KeySchema"])?))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::from(index["Projection"]["ProjectionType"].as_str().unwrap_or("ALL")))
+                        .build(),
+                )
+                .build()?,
+        );
+    }
+    match request.send().await {
+        Ok(_) => {}
+        Err(err) if err.as_service_error().is_some_and(|e| e.is_resource_in_use_exception()) => {}
+        Err(err) => return Err(anyhow::anyhow!(err.into_service_error()).context("creating the table")),
+    }
+    if let Some(ttl) = props.get("TimeToLiveSpecification") {
+        dynamodb
+            .update_time_to_live()
+            .table_name(table_name)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .attribute_name(ttl["AttributeName"].as_str().context("TTL AttributeName")?)
+                    .enabled(ttl["Enabled"] == true)
+                    .build()?,
+            )
+            .send()
+            .await
+            .map_err(|err| anyhow::anyhow!(err.into_service_error()))
+            .context("turning on TTL")?;
+    }
+    Ok(())
+}
+
+/// Verifies the sender identity, which SES requires before it sends anything.
+pub async fn verify_sender(aws: &AwsClients, sender: &str) -> anyhow::Result<()> {
+    match aws.sesv2().await.create_email_identity().email_identity(sender).send().await {
+        Ok(_) => Ok(()),
+        Err(err) if err.as_service_error().is_some_and(|e| e.is_already_exists_exception()) => Ok(()),
+        Err(err) => Err(anyhow::anyhow!(err.into_service_error()).context("verifying the sender identity")),
+    }
+}
+
+/// moto's address, from the variable the SDK reads too.
+pub fn moto_url() -> anyhow::Result<String> {
+    match std::env::var("AWS_ENDPOINT_URL") {
+        Ok(url) if !url.is_empty() => Ok(url.trim_end_matches('/').to_owned()),
+        _ => bail!("AWS_ENDPOINT_URL is not set: start the local stack with scripts/run or the tests with scripts/test"),
+    }
+}
