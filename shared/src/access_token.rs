@@ -104,8 +104,16 @@ impl AccessTokenVerifier {
         };
         Ok(Self {
             keys,
-            issuer: config::required(source, "ACCESS_TOKEN_ISSUER", "the `iss` that access tokens must carry")?,
-            audience: config::required(source, "ACCESS_TOKEN_AUDIENCE", "the `aud` that access tokens must carry")?,
+            issuer: config::required(
+                source,
+                "ACCESS_TOKEN_ISSUER",
+                "the `iss` that access tokens must carry",
+            )?,
+            audience: config::required(
+                source,
+                "ACCESS_TOKEN_AUDIENCE",
+                "the `aud` that access tokens must carry",
+            )?,
             cookie_name: config::optional(source, "ACCESS_TOKEN_COOKIE")
                 .unwrap_or_else(|| DEFAULT_ACCESS_TOKEN_COOKIE.to_owned()),
         })
@@ -135,11 +143,19 @@ impl AccessTokenVerifier {
                 _ => AccessTokenError::Invalid,
             })?
             .claims;
-        let client_id = claims.client_id.or(claims.azp).map(|id| ClientId::parse(&id)).transpose();
+        let client_id = claims
+            .client_id
+            .or(claims.azp)
+            .map(|id| ClientId::parse(&id))
+            .transpose();
         Ok(Principal {
             user_id: UserId::parse(&claims.sub).map_err(|_| AccessTokenError::Invalid)?,
             client_id: client_id.map_err(|_| AccessTokenError::Invalid)?,
-            scopes: claims.scope.or(claims.scp).map(ScopeClaim::into_vec).unwrap_or_default(),
+            scopes: claims
+                .scope
+                .or(claims.scp)
+                .map(ScopeClaim::into_vec)
+                .unwrap_or_default(),
             roles: claims.roles,
         })
     }
@@ -152,19 +168,31 @@ impl AccessTokenVerifier {
 
 fn public_key(pem: &str, source: &dyn Source) -> Result<VerificationKey, ConfigError> {
     const NAME: &str = "ACCESS_TOKEN_PUBLIC_KEY";
-    let algorithm = config::optional(source, "ACCESS_TOKEN_ALGORITHM").unwrap_or_else(|| "RS256".to_owned());
+    let algorithm =
+        config::optional(source, "ACCESS_TOKEN_ALGORITHM").unwrap_or_else(|| "RS256".to_owned());
     let (algorithm, key) = match algorithm.trim() {
         "RS256" => (Algorithm::RS256, DecodingKey::from_rsa_pem(pem.as_bytes())),
         "ES256" => (Algorithm::ES256, DecodingKey::from_ec_pem(pem.as_bytes())),
-        _ => return Err(ConfigError::invalid("ACCESS_TOKEN_ALGORITHM", "expected RS256 or ES256")),
+        _ => {
+            return Err(ConfigError::invalid(
+                "ACCESS_TOKEN_ALGORITHM",
+                "expected RS256 or ES256",
+            ));
+        }
     };
-    let key = key.map_err(|err| ConfigError::invalid(NAME, format!("not a PEM public key: {err}")))?;
-    Ok(VerificationKey { kid: None, key, algorithm })
+    let key =
+        key.map_err(|err| ConfigError::invalid(NAME, format!("not a PEM public key: {err}")))?;
+    Ok(VerificationKey {
+        kid: None,
+        key,
+        algorithm,
+    })
 }
 
 fn jwk_set(json: &str) -> Result<Vec<VerificationKey>, ConfigError> {
     const NAME: &str = "ACCESS_TOKEN_JWKS";
-    let set: JwkSet = serde_json::from_str(json).map_err(|err| ConfigError::invalid(NAME, format!("not a JWK set: {err}")))?;
+    let set: JwkSet = serde_json::from_str(json)
+        .map_err(|err| ConfigError::invalid(NAME, format!("not a JWK set: {err}")))?;
     let keys = set
         .keys
         .iter()
@@ -174,9 +202,15 @@ fn jwk_set(json: &str) -> Result<Vec<VerificationKey>, ConfigError> {
                 .key_algorithm
                 .and_then(|alg| alg.to_string().parse::<Algorithm>().ok())
                 .filter(|alg| matches!(alg, Algorithm::RS256 | Algorithm::ES256))
-                .ok_or_else(|| ConfigError::invalid(NAME, "every key needs \"alg\": RS256 or ES256"))?;
+                .ok_or_else(|| {
+                    ConfigError::invalid(NAME, "every key needs \"alg\": RS256 or ES256")
+                })?;
             let key = DecodingKey::from_jwk(jwk).map_err(|err| ConfigError::invalid(NAME, err))?;
-            Ok(VerificationKey { kid: jwk.common.key_id.clone(), key, algorithm })
+            Ok(VerificationKey {
+                kid: jwk.common.key_id.clone(),
+                key,
+                algorithm,
+            })
         })
         .collect::<Result<Vec<_>, _>>()?;
     if keys.is_empty() {
@@ -187,7 +221,11 @@ fn jwk_set(json: &str) -> Result<Vec<VerificationKey>, ConfigError> {
 
 /// The token of an `Authorization: Bearer <token>` header (scheme matched in any case).
 pub fn bearer_token(headers: &http::HeaderMap) -> Option<&str> {
-    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let value = headers
+        .get(http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .trim();
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)

@@ -24,7 +24,10 @@ impl AwsClients {
                 let http_client = aws_smithy_http_client::Builder::new()
                     .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
                     .build_https();
-                aws_config::defaults(BehaviorVersion::latest()).http_client(http_client).load().await
+                aws_config::defaults(BehaviorVersion::latest())
+                    .http_client(http_client)
+                    .load()
+                    .await
             })
             .await
     }

@@ -28,18 +28,27 @@ impl TestStack {
         Self::start_with(|_| {}).await
     }
 
-    /// Starts with the local configuration, changed by `adjust` (e.g. to break SES).
+    /// Starts with the local configuration, changed by `adjust` (e.g. to break SES). A fresh
+    /// table is always created; `adjust` may point `TABLE_NAME` elsewhere (another stack's
+    /// table, or one that does not exist).
     pub async fn start_with(adjust: impl FnOnce(&mut HashMap<String, String>)) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free loopback port");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a free loopback port");
         let base_url = format!("http://{}", listener.local_addr().expect("a bound address"));
         let table = format!("test-{}", uuid_like());
         let mut env = local_env(&table, &base_url);
         adjust(&mut env);
+        let functions_table = env["TABLE_NAME"].clone();
 
         let template = Template::load().expect("the SAM template");
         let aws = Arc::new(AwsClients::new());
-        create_table(&aws, &template, &table).await.expect("the table in moto");
-        verify_sender(&aws, LOCAL_SENDER).await.expect("the sender identity in moto");
+        create_table(&aws, &template, &table)
+            .await
+            .expect("the table in moto");
+        verify_sender(&aws, LOCAL_SENDER)
+            .await
+            .expect("the sender identity in moto");
         let functions = Functions::build(&env, aws.clone()).expect("every function configured");
         let api = Arc::new(LocalApi {
             gateway: functions.gateway(&template).expect("every route bound"),
@@ -48,7 +57,13 @@ impl TestStack {
             http: reqwest::Client::new(),
         });
         tokio::spawn(serve(listener, api.clone()));
-        Self { base_url, api, table, aws, http: reqwest::Client::new() }
+        Self {
+            base_url,
+            api,
+            table: functions_table,
+            aws,
+            http: reqwest::Client::new(),
+        }
     }
 
     pub fn url(&self, path_and_query: &str) -> String {
@@ -69,7 +84,9 @@ impl TestStack {
     pub async fn signed_up_user(&self, locale: Option<&str>) -> (String, String) {
         let user_id = format!("user-{}", uuid_like());
         let email = self.unique_email("ada");
-        let response = self.sign_up(json!({ "user_id": user_id, "email": email, "locale": locale })).await;
+        let response = self
+            .sign_up(json!({ "user_id": user_id, "email": email, "locale": locale }))
+            .await;
         assert!(response.batch_item_failures.is_empty(), "sign-up failed");
         (user_id, email)
     }
@@ -85,8 +102,14 @@ impl TestStack {
     /// The token of the newest confirmation link mailed to `email`.
     pub async fn latest_link_token(&self, email: &str) -> String {
         let mails = self.mails_to(email).await;
-        let link = mails.last().and_then(|m| m["link"].as_str()).expect("a mail with a link").to_owned();
-        mailconfirm::link_token::token_of(&link).expect("a token in the link").to_owned()
+        let link = mails
+            .last()
+            .and_then(|m| m["link"].as_str())
+            .expect("a mail with a link")
+            .to_owned();
+        mailconfirm::link_token::token_of(&link)
+            .expect("a token in the link")
+            .to_owned()
     }
 
     /// The user's stored item, read straight from the table.
@@ -105,6 +128,8 @@ impl TestStack {
     }
 
     pub async fn stored_status(&self, user_id: &str) -> Option<String> {
-        self.stored_user(user_id).await.and_then(|item| item.get("status").and_then(|s| s.as_s().ok()).cloned())
+        self.stored_user(user_id)
+            .await
+            .and_then(|item| item.get("status").and_then(|s| s.as_s().ok()).cloned())
     }
 }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
-    ScalarAttributeType, TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
 };
 use mailconfirm::aws::AwsClients;
 use mailconfirm::contracts::singularity::{SendVerification, VerificationCooldown, VerifyEmail};
@@ -52,10 +52,22 @@ pub struct Functions {
 impl Functions {
     pub fn build(env: &HashMap<String, String>, aws: Arc<AwsClients>) -> anyhow::Result<Self> {
         let mut http = BTreeMap::new();
-        http.insert("singularity-send-verification".to_owned(), http_function!(SendVerification::from_config(env, aws.clone())?));
-        http.insert("singularity-verification-cooldown".to_owned(), http_function!(VerificationCooldown::from_config(env, aws.clone())?));
-        http.insert("singularity-verify-email".to_owned(), http_function!(VerifyEmail::from_config(env, aws.clone())?));
-        Ok(Self { http, sign_up: Arc::new(ConfirmationSender::from_config(env, aws)?) })
+        http.insert(
+            "singularity-send-verification".to_owned(),
+            http_function!(SendVerification::from_config(env, aws.clone())?),
+        );
+        http.insert(
+            "singularity-verification-cooldown".to_owned(),
+            http_function!(VerificationCooldown::from_config(env, aws.clone())?),
+        );
+        http.insert(
+            "singularity-verify-email".to_owned(),
+            http_function!(VerifyEmail::from_config(env, aws.clone())?),
+        );
+        Ok(Self {
+            http,
+            sign_up: Arc::new(ConfirmationSender::from_config(env, aws)?),
+        })
     }
 
     pub fn gateway(&self, template: &Template) -> anyhow::Result<Gateway> {
@@ -64,7 +76,11 @@ impl Functions {
 }
 
 /// Creates the table as the template defines it (idempotent) and turns on its TTL.
-pub async fn create_table(aws: &AwsClients, template: &Template, table_name: &str) -> anyhow::Result<()> {
+pub async fn create_table(
+    aws: &AwsClients,
+    template: &Template,
+    table_name: &str,
+) -> anyhow::Result<()> {
     let props = template.table_properties()?;
     let dynamodb = aws.dynamodb().await;
     let key_schema = |value: &Value| -> anyhow::Result<Vec<KeySchemaElement>> {
@@ -83,24 +99,45 @@ pub async fn create_table(aws: &AwsClients, template: &Template, table_name: &st
     let mut request = dynamodb
         .create_table()
         .table_name(table_name)
-        .billing_mode(BillingMode::from(props["BillingMode"].as_str().unwrap_or("PAY_PER_REQUEST")))
+        .billing_mode(BillingMode::from(
+            props["BillingMode"].as_str().unwrap_or("PAY_PER_REQUEST"),
+        ))
         .set_key_schema(Some(key_schema(&props["KeySchema"])?));
-    for attribute in props["AttributeDefinitions"].as_array().context("AttributeDefinitions")? {
+    for attribute in props["AttributeDefinitions"]
+        .as_array()
+        .context("AttributeDefinitions")?
+    {
         request = request.attribute_definitions(
             AttributeDefinition::builder()
-                .attribute_name(attribute["AttributeName"].as_str().context("AttributeName")?)
-                .attribute_type(ScalarAttributeType::from(attribute["AttributeType"].as_str().context("AttributeType")?))
+                .attribute_name(
+                    attribute["AttributeName"]
+                        .as_str()
+                        .context("AttributeName")?,
+                )
+                .attribute_type(ScalarAttributeType::from(
+                    attribute["AttributeType"]
+                        .as_str()
+                        .context("AttributeType")?,
+                ))
                 .build()?,
         );
     }
-    for index in props["GlobalSecondaryIndexes"].as_array().into_iter().flatten() {
+    for index in props["GlobalSecondaryIndexes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
         request = request.global_secondary_indexes(
             GlobalSecondaryIndex::builder()
                 .index_name(index["IndexName"].as_str().context("IndexName")?)
                 .set_key_schema(Some(key_schema(&index["KeySchema"])?))
                 .projection(
                     Projection::builder()
-                        .projection_type(ProjectionType::from(index["Projection"]["ProjectionType"].as_str().unwrap_or("ALL")))
+                        .projection_type(ProjectionType::from(
+                            index["Projection"]["ProjectionType"]
+                                .as_str()
+                                .unwrap_or("ALL"),
+                        ))
                         .build(),
                 )
                 .build()?,
@@ -108,8 +145,13 @@ pub async fn create_table(aws: &AwsClients, template: &Template, table_name: &st
     }
     match request.send().await {
         Ok(_) => {}
-        Err(err) if err.as_service_error().is_some_and(|e| e.is_resource_in_use_exception()) => {}
-        Err(err) => return Err(anyhow::anyhow!(err.into_service_error()).context("creating the table")),
+        Err(err)
+            if err
+                .as_service_error()
+                .is_some_and(|e| e.is_resource_in_use_exception()) => {}
+        Err(err) => {
+            return Err(anyhow::anyhow!(err.into_service_error()).context("creating the table"));
+        }
     }
     if let Some(ttl) = props.get("TimeToLiveSpecification") {
         dynamodb
@@ -131,10 +173,25 @@ pub async fn create_table(aws: &AwsClients, template: &Template, table_name: &st
 
 /// Verifies the sender identity, which SES requires before it sends anything.
 pub async fn verify_sender(aws: &AwsClients, sender: &str) -> anyhow::Result<()> {
-    match aws.sesv2().await.create_email_identity().email_identity(sender).send().await {
+    match aws
+        .sesv2()
+        .await
+        .create_email_identity()
+        .email_identity(sender)
+        .send()
+        .await
+    {
         Ok(_) => Ok(()),
-        Err(err) if err.as_service_error().is_some_and(|e| e.is_already_exists_exception()) => Ok(()),
-        Err(err) => Err(anyhow::anyhow!(err.into_service_error()).context("verifying the sender identity")),
+        Err(err)
+            if err
+                .as_service_error()
+                .is_some_and(|e| e.is_already_exists_exception()) =>
+        {
+            Ok(())
+        }
+        Err(err) => {
+            Err(anyhow::anyhow!(err.into_service_error()).context("verifying the sender identity"))
+        }
     }
 }
 
@@ -142,6 +199,8 @@ pub async fn verify_sender(aws: &AwsClients, sender: &str) -> anyhow::Result<()>
 pub fn moto_url() -> anyhow::Result<String> {
     match std::env::var("AWS_ENDPOINT_URL") {
         Ok(url) if !url.is_empty() => Ok(url.trim_end_matches('/').to_owned()),
-        _ => bail!("AWS_ENDPOINT_URL is not set: start the local stack with scripts/run or the tests with scripts/test"),
+        _ => bail!(
+            "AWS_ENDPOINT_URL is not set: start the local stack with scripts/run or the tests with scripts/test"
+        ),
     }
 }

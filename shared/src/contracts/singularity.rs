@@ -42,21 +42,96 @@ impl ErrorCode {
     fn parts(self) -> (u16, &'static str, &'static str, &'static str) {
         use ErrorCode::*;
         match self {
-            AuthenticationRequired => (401, "AUTHENTICATION_REQUIRED", "AuthenticationRequired", "Authentication is required to access this resource."),
-            AccessTokenInvalid => (401, "ACCESS_TOKEN_INVALID", "Invalid", "The access token cannot be decoded or verified."),
-            AccessTokenExpired => (401, "ACCESS_TOKEN_EXPIRED", "Expired", "The access token is expired."),
-            InvalidRequest => (400, "INVALID_REQUEST", "InvalidRequestFailure", "The request is malformed."),
-            UserNotFound => (404, "USER_NOT_FOUND", "UserNotFoundFailure", "User not found."),
-            EmailAlreadyVerified => (304, "EMAIL_ALREADY_VERIFIED", "AlreadyVerified", "The user's email is already verified."),
-            EmailCooldownActive { .. } => (429, "EMAIL_COOLDOWN_ACTIVE", "EmailCooldownActiveFailure", "Failed to send email because cooldown is active."),
-            EmailVerificationTokenMissing => (401, "EMAIL_VERIFICATION_TOKEN_MISSING", "Missing", "The email verification token is missing."),
-            EmailVerificationTokenInvalid => (401, "EMAIL_VERIFICATION_TOKEN_INVALID", "Invalid", "The email verification token is invalid."),
-            EmailVerificationTokenExpired => (401, "EMAIL_VERIFICATION_TOKEN_EXPIRED", "Expired", "The email verification token is expired."),
-            DatabaseFailure => (500, "DATABASE_FAILURE", "DatabaseFailure", "A database operation failed."),
-            EmailSendFailure => (500, "EMAIL_SEND_FAILURE", "EmailSendFailure", "The email could not be sent."),
-            EmailTemplateFailure => (500, "EMAIL_TEMPLATE_FAILURE", "EmailTemplateFailure", "The email could not be created from its template."),
-            EmailVerificationTokenCreationFailure => (500, "EMAIL_VERIFICATION_TOKEN_CREATION_FAILURE", "EmailVerificationTokenCreationFailure", "The email verification token could not be created."),
-            EmailDisabled => (503, "EMAIL_DISABLED", "Disabled", "Email is disabled in this application."),
+            AuthenticationRequired => (
+                401,
+                "AUTHENTICATION_REQUIRED",
+                "AuthenticationRequired",
+                "Authentication is required to access this resource.",
+            ),
+            AccessTokenInvalid => (
+                401,
+                "ACCESS_TOKEN_INVALID",
+                "Invalid",
+                "The access token cannot be decoded or verified.",
+            ),
+            AccessTokenExpired => (
+                401,
+                "ACCESS_TOKEN_EXPIRED",
+                "Expired",
+                "The access token is expired.",
+            ),
+            InvalidRequest => (
+                400,
+                "INVALID_REQUEST",
+                "InvalidRequestFailure",
+                "The request is malformed.",
+            ),
+            UserNotFound => (
+                404,
+                "USER_NOT_FOUND",
+                "UserNotFoundFailure",
+                "User not found.",
+            ),
+            EmailAlreadyVerified => (
+                304,
+                "EMAIL_ALREADY_VERIFIED",
+                "AlreadyVerified",
+                "The user's email is already verified.",
+            ),
+            EmailCooldownActive { .. } => (
+                429,
+                "EMAIL_COOLDOWN_ACTIVE",
+                "EmailCooldownActiveFailure",
+                "Failed to send email because cooldown is active.",
+            ),
+            EmailVerificationTokenMissing => (
+                401,
+                "EMAIL_VERIFICATION_TOKEN_MISSING",
+                "Missing",
+                "The email verification token is missing.",
+            ),
+            EmailVerificationTokenInvalid => (
+                401,
+                "EMAIL_VERIFICATION_TOKEN_INVALID",
+                "Invalid",
+                "The email verification token is invalid.",
+            ),
+            EmailVerificationTokenExpired => (
+                401,
+                "EMAIL_VERIFICATION_TOKEN_EXPIRED",
+                "Expired",
+                "The email verification token is expired.",
+            ),
+            DatabaseFailure => (
+                500,
+                "DATABASE_FAILURE",
+                "DatabaseFailure",
+                "A database operation failed.",
+            ),
+            EmailSendFailure => (
+                500,
+                "EMAIL_SEND_FAILURE",
+                "EmailSendFailure",
+                "The email could not be sent.",
+            ),
+            EmailTemplateFailure => (
+                500,
+                "EMAIL_TEMPLATE_FAILURE",
+                "EmailTemplateFailure",
+                "The email could not be created from its template.",
+            ),
+            EmailVerificationTokenCreationFailure => (
+                500,
+                "EMAIL_VERIFICATION_TOKEN_CREATION_FAILURE",
+                "EmailVerificationTokenCreationFailure",
+                "The email verification token could not be created.",
+            ),
+            EmailDisabled => (
+                503,
+                "EMAIL_DISABLED",
+                "Disabled",
+                "Email is disabled in this application.",
+            ),
         }
     }
 
@@ -73,10 +148,20 @@ impl ErrorCode {
         let (status, code, error, message) = self.parts();
         let mut response = json_response(
             status,
-            &ErrorBody { timestamp: rfc3339(UnixTime::now()), status, code, error, message, path },
+            &ErrorBody {
+                timestamp: rfc3339(UnixTime::now()),
+                status,
+                code,
+                error,
+                message,
+                path,
+            },
         );
         if let ErrorCode::EmailCooldownActive { remaining_seconds } = self {
-            response.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from(remaining_seconds));
+            response.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from(remaining_seconds),
+            );
         }
         response
     }
@@ -108,9 +193,13 @@ impl From<&SendError> for ErrorCode {
             SendError::MailDisabled => ErrorCode::EmailDisabled,
             SendError::UserNotFound => ErrorCode::UserNotFound,
             SendError::AlreadyConfirmed => ErrorCode::EmailAlreadyVerified,
-            SendError::CooldownActive { remaining_seconds } => ErrorCode::EmailCooldownActive { remaining_seconds: *remaining_seconds },
+            SendError::CooldownActive { remaining_seconds } => ErrorCode::EmailCooldownActive {
+                remaining_seconds: *remaining_seconds,
+            },
             SendError::Storage(_) => ErrorCode::DatabaseFailure,
-            SendError::Delivery(DeliveryError::TokenCreation(_)) => ErrorCode::EmailVerificationTokenCreationFailure,
+            SendError::Delivery(DeliveryError::TokenCreation(_)) => {
+                ErrorCode::EmailVerificationTokenCreationFailure
+            }
             SendError::Delivery(DeliveryError::Template(_)) => ErrorCode::EmailTemplateFailure,
             SendError::Delivery(DeliveryError::MailSend(_)) => ErrorCode::EmailSendFailure,
         }
@@ -121,9 +210,15 @@ impl From<&ConfirmError> for ErrorCode {
     fn from(err: &ConfirmError) -> Self {
         match err {
             ConfirmError::MailDisabled => ErrorCode::EmailDisabled,
-            ConfirmError::Token(LinkTokenError::Missing) => ErrorCode::EmailVerificationTokenMissing,
-            ConfirmError::Token(LinkTokenError::Invalid) => ErrorCode::EmailVerificationTokenInvalid,
-            ConfirmError::Token(LinkTokenError::Expired) => ErrorCode::EmailVerificationTokenExpired,
+            ConfirmError::Token(LinkTokenError::Missing) => {
+                ErrorCode::EmailVerificationTokenMissing
+            }
+            ConfirmError::Token(LinkTokenError::Invalid) => {
+                ErrorCode::EmailVerificationTokenInvalid
+            }
+            ConfirmError::Token(LinkTokenError::Expired) => {
+                ErrorCode::EmailVerificationTokenExpired
+            }
             ConfirmError::UserNotFound => ErrorCode::UserNotFound,
             ConfirmError::AlreadyConfirmed => ErrorCode::EmailAlreadyVerified,
             // Singularity has no word for it; the link no longer proves anything.
@@ -161,12 +256,16 @@ fn log_failure(code: ErrorCode, err: &dyn std::error::Error) {
 fn requested_locale(request: &Request) -> Result<Option<Locale>, ErrorCode> {
     match query_param(request, "locale").filter(|tag| !tag.trim().is_empty()) {
         None => Ok(None),
-        Some(tag) => Locale::parse(&tag).map(Some).map_err(|_| ErrorCode::InvalidRequest),
+        Some(tag) => Locale::parse(&tag)
+            .map(Some)
+            .map_err(|_| ErrorCode::InvalidRequest),
     }
 }
 
 fn authenticate(verifier: &AccessTokenVerifier, request: &Request) -> Result<Principal, ErrorCode> {
-    verifier.authenticate(request.headers()).map_err(ErrorCode::from)
+    verifier
+        .authenticate(request.headers())
+        .map_err(ErrorCode::from)
 }
 
 /// `POST /api/auth/email/verification/send?locale=xx`.
@@ -177,7 +276,10 @@ pub struct SendVerification {
 
 impl SendVerification {
     pub fn from_config(source: &dyn Source, aws: Arc<AwsClients>) -> Result<Self, ConfigError> {
-        Ok(Self { access: AccessTokenVerifier::from_config(source)?, sender: ConfirmationSender::from_config(source, aws)? })
+        Ok(Self {
+            access: AccessTokenVerifier::from_config(source)?,
+            sender: ConfirmationSender::from_config(source, aws)?,
+        })
     }
 
     pub async fn handle(&self, request: Request) -> Response<Body> {
@@ -185,11 +287,14 @@ impl SendVerification {
         let result = async {
             let principal = authenticate(&self.access, &request)?;
             let locale = requested_locale(&request)?;
-            self.sender.resend(&principal.user_id, locale.as_ref(), UnixTime::now()).await.map_err(|err| {
-                let code = ErrorCode::from(&err);
-                log_failure(code, &err);
-                code
-            })
+            self.sender
+                .resend(&principal.user_id, locale.as_ref(), UnixTime::now())
+                .await
+                .map_err(|err| {
+                    let code = ErrorCode::from(&err);
+                    log_failure(code, &err);
+                    code
+                })
         }
         .await;
         match result {
@@ -207,18 +312,24 @@ pub struct VerificationCooldown {
 
 impl VerificationCooldown {
     pub fn from_config(source: &dyn Source, aws: Arc<AwsClients>) -> Result<Self, ConfigError> {
-        Ok(Self { access: AccessTokenVerifier::from_config(source)?, status: CooldownStatus::from_config(source, aws)? })
+        Ok(Self {
+            access: AccessTokenVerifier::from_config(source)?,
+            status: CooldownStatus::from_config(source, aws)?,
+        })
     }
 
     pub async fn handle(&self, request: Request) -> Response<Body> {
         let path = request.uri().path().to_owned();
         let result = async {
             let principal = authenticate(&self.access, &request)?;
-            self.status.remaining(&principal.user_id, UnixTime::now()).await.map_err(|err| {
-                let code = ErrorCode::from(&err);
-                log_failure(code, &err);
-                code
-            })
+            self.status
+                .remaining(&principal.user_id, UnixTime::now())
+                .await
+                .map_err(|err| {
+                    let code = ErrorCode::from(&err);
+                    log_failure(code, &err);
+                    code
+                })
         }
         .await;
         match result {
@@ -235,7 +346,9 @@ pub struct VerifyEmail {
 
 impl VerifyEmail {
     pub fn from_config(source: &dyn Source, aws: Arc<AwsClients>) -> Result<Self, ConfigError> {
-        Ok(Self { confirmer: Confirmer::from_config(source, aws)? })
+        Ok(Self {
+            confirmer: Confirmer::from_config(source, aws)?,
+        })
     }
 
     pub async fn handle(&self, request: Request) -> Response<Body> {
@@ -244,11 +357,14 @@ impl VerifyEmail {
             // Validated for the contract's sake; the verification itself has no language.
             requested_locale(&request)?;
             let token = query_param(&request, "token");
-            self.confirmer.confirm(token.as_deref(), UnixTime::now()).await.map_err(|err| {
-                let code = ErrorCode::from(&err);
-                log_failure(code, &err);
-                code
-            })
+            self.confirmer
+                .confirm(token.as_deref(), UnixTime::now())
+                .await
+                .map_err(|err| {
+                    let code = ErrorCode::from(&err);
+                    log_failure(code, &err);
+                    code
+                })
         }
         .await;
         match result {

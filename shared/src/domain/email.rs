@@ -39,7 +39,9 @@ impl EmailAddress {
             return Err(InvalidEmailAddress::TooLong);
         }
         let (local, domain) = match trimmed.split_once('@') {
-            Some((local, domain)) if !local.is_empty() && !domain.is_empty() && !domain.contains('@') => {
+            Some((local, domain))
+                if !local.is_empty() && !domain.is_empty() && !domain.contains('@') =>
+            {
                 (local, domain)
             }
             _ => return Err(InvalidEmailAddress::MissingAt),

@@ -17,8 +17,14 @@ pub struct InvalidUserId;
 
 impl UserId {
     pub fn parse(input: &str) -> Result<Self, InvalidUserId> {
-        let valid = !input.trim().is_empty() && input.chars().count() <= 128 && !input.chars().any(char::is_control);
-        if valid { Ok(Self(input.to_owned())) } else { Err(InvalidUserId) }
+        let valid = !input.trim().is_empty()
+            && input.chars().count() <= 128
+            && !input.chars().any(char::is_control);
+        if valid {
+            Ok(Self(input.to_owned()))
+        } else {
+            Err(InvalidUserId)
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -42,8 +48,14 @@ pub struct InvalidClientId;
 
 impl ClientId {
     pub fn parse(input: &str) -> Result<Self, InvalidClientId> {
-        let valid = !input.trim().is_empty() && input.chars().count() <= 128 && !input.chars().any(char::is_control);
-        if valid { Ok(Self(input.to_owned())) } else { Err(InvalidClientId) }
+        let valid = !input.trim().is_empty()
+            && input.chars().count() <= 128
+            && !input.chars().any(char::is_control);
+        if valid {
+            Ok(Self(input.to_owned()))
+        } else {
+            Err(InvalidClientId)
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -181,7 +193,12 @@ impl TryFrom<SignUpEvent> for SignUp {
             .map(|tag| Locale::parse(&tag).map_err(|_| InvalidSignUp::Locale))
             .transpose()?;
         let client_id = event.client_id.map(|id| ClientId::parse(&id)).transpose()?;
-        Ok(SignUp { user_id, email, locale, client_id })
+        Ok(SignUp {
+            user_id,
+            email,
+            locale,
+            client_id,
+        })
     }
 }
 
@@ -211,13 +228,21 @@ mod tests {
     #[test]
     fn a_refused_send_is_explained_by_the_item_it_saw() {
         let now = UnixTime(1_000);
-        assert_eq!(SendRefusal::explain(None, &MINUTE, now), SendRefusal::UserNotFound);
+        assert_eq!(
+            SendRefusal::explain(None, &MINUTE, now),
+            SendRefusal::UserNotFound
+        );
         let confirmed = user(UserStatus::Enabled, None);
-        assert_eq!(SendRefusal::explain(Some(&confirmed), &MINUTE, now), SendRefusal::AlreadyConfirmed);
+        assert_eq!(
+            SendRefusal::explain(Some(&confirmed), &MINUTE, now),
+            SendRefusal::AlreadyConfirmed
+        );
         let cooling = user(UserStatus::EmailConfirmationPending, Some(1_045));
         assert_eq!(
             SendRefusal::explain(Some(&cooling), &MINUTE, now),
-            SendRefusal::CooldownActive { remaining_seconds: 45 }
+            SendRefusal::CooldownActive {
+                remaining_seconds: 45
+            }
         );
     }
 
@@ -226,16 +251,26 @@ mod tests {
         let confirmed = user(UserStatus::Enabled, None);
         let same = EmailAddress::parse("ADA@example.org").unwrap().tag();
         let other = EmailAddress::parse("old@example.org").unwrap().tag();
-        assert_eq!(ConfirmRefusal::explain(Some(&confirmed), &same), ConfirmRefusal::AlreadyConfirmed);
-        assert_eq!(ConfirmRefusal::explain(Some(&confirmed), &other), ConfirmRefusal::AddressChanged);
-        assert_eq!(ConfirmRefusal::explain(None, &same), ConfirmRefusal::UserNotFound);
+        assert_eq!(
+            ConfirmRefusal::explain(Some(&confirmed), &same),
+            ConfirmRefusal::AlreadyConfirmed
+        );
+        assert_eq!(
+            ConfirmRefusal::explain(Some(&confirmed), &other),
+            ConfirmRefusal::AddressChanged
+        );
+        assert_eq!(
+            ConfirmRefusal::explain(None, &same),
+            ConfirmRefusal::UserNotFound
+        );
     }
 
     #[test]
     fn sign_up_events_are_parsed_into_valid_sign_ups() {
-        let event: SignUpEvent =
-            serde_json::from_str(r#"{"user_id": 42, "email": "Ada@Example.org", "locale": "fr_ca", "client_id": "web"}"#)
-                .unwrap();
+        let event: SignUpEvent = serde_json::from_str(
+            r#"{"user_id": 42, "email": "Ada@Example.org", "locale": "fr_ca", "client_id": "web"}"#,
+        )
+        .unwrap();
         let sign_up = SignUp::try_from(event).unwrap();
         assert_eq!(sign_up.user_id.as_str(), "42");
         assert_eq!(sign_up.email.normalized(), "ada@example.org");
@@ -245,12 +280,31 @@ mod tests {
 
     #[test]
     fn malformed_sign_up_events_say_which_field_is_wrong() {
-        let parse = |json: &str| SignUp::try_from(serde_json::from_str::<SignUpEvent>(json).unwrap());
-        assert_eq!(parse(r#"{"email": "a@example.org"}"#), Err(InvalidSignUp::MissingUserId));
-        assert_eq!(parse(r#"{"user_id": "  ", "email": "a@example.org"}"#), Err(InvalidSignUp::UserId(InvalidUserId)));
-        assert_eq!(parse(r#"{"user_id": true, "email": "a@example.org"}"#), Err(InvalidSignUp::UserId(InvalidUserId)));
-        assert_eq!(parse(r#"{"user_id": "u"}"#), Err(InvalidSignUp::MissingEmail));
-        assert!(matches!(parse(r#"{"user_id": "u", "email": "nope"}"#), Err(InvalidSignUp::Email(_))));
-        assert_eq!(parse(r#"{"user_id": "u", "email": "a@example.org", "locale": "x"}"#), Err(InvalidSignUp::Locale));
+        let parse =
+            |json: &str| SignUp::try_from(serde_json::from_str::<SignUpEvent>(json).unwrap());
+        assert_eq!(
+            parse(r#"{"email": "a@example.org"}"#),
+            Err(InvalidSignUp::MissingUserId)
+        );
+        assert_eq!(
+            parse(r#"{"user_id": "  ", "email": "a@example.org"}"#),
+            Err(InvalidSignUp::UserId(InvalidUserId))
+        );
+        assert_eq!(
+            parse(r#"{"user_id": true, "email": "a@example.org"}"#),
+            Err(InvalidSignUp::UserId(InvalidUserId))
+        );
+        assert_eq!(
+            parse(r#"{"user_id": "u"}"#),
+            Err(InvalidSignUp::MissingEmail)
+        );
+        assert!(matches!(
+            parse(r#"{"user_id": "u", "email": "nope"}"#),
+            Err(InvalidSignUp::Email(_))
+        ));
+        assert_eq!(
+            parse(r#"{"user_id": "u", "email": "a@example.org", "locale": "x"}"#),
+            Err(InvalidSignUp::Locale)
+        );
     }
 }

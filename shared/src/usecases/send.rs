@@ -8,7 +8,7 @@ use crate::config::{self, ConfigError, Source};
 use crate::domain::user::SendRefusal;
 use crate::domain::{CooldownPolicy, Locale, UnixTime, UserId};
 use crate::link_token::{LinkIssuer, TokenCreationError};
-use crate::mail::{self, MailSendError, MailSettings, SesMailer, TemplateError};
+use crate::mail::{MailSendError, MailSettings, SesMailer, TemplateError};
 use crate::store::{Claim, ClaimCondition, UserStore};
 
 /// Everything a function that sends confirmation mail needs.
@@ -68,7 +68,12 @@ impl ConfirmationSender {
 
     /// Resends the confirmation mail, at most once per cooldown.
     #[tracing::instrument(name = "send confirmation mail", skip_all, fields(user_id = %user_id))]
-    pub async fn resend(&self, user_id: &UserId, requested_locale: Option<&Locale>, now: UnixTime) -> Result<Sent, SendError> {
+    pub async fn resend(
+        &self,
+        user_id: &UserId,
+        requested_locale: Option<&Locale>,
+        now: UnixTime,
+    ) -> Result<Sent, SendError> {
         if !self.settings.enabled {
             return Err(SendError::MailDisabled);
         }
@@ -78,17 +83,29 @@ impl ConfirmationSender {
             .claim_send(user_id, now, until, ClaimCondition::CooldownOver)
             .await
             .map_err(SendError::Storage)?
-            .map_err(|seen| match SendRefusal::explain(seen.as_ref(), &self.cooldown, now) {
-                SendRefusal::UserNotFound => SendError::UserNotFound,
-                SendRefusal::AlreadyConfirmed => SendError::AlreadyConfirmed,
-                SendRefusal::CooldownActive { remaining_seconds } => SendError::CooldownActive { remaining_seconds },
-            })?;
+            .map_err(
+                |seen| match SendRefusal::explain(seen.as_ref(), &self.cooldown, now) {
+                    SendRefusal::UserNotFound => SendError::UserNotFound,
+                    SendRefusal::AlreadyConfirmed => SendError::AlreadyConfirmed,
+                    SendRefusal::CooldownActive { remaining_seconds } => {
+                        SendError::CooldownActive { remaining_seconds }
+                    }
+                },
+            )?;
         let locale = self.deliver(&claim, requested_locale, now).await?;
-        Ok(Sent { cooldown_seconds: self.cooldown.period.as_secs(), locale })
+        Ok(Sent {
+            cooldown_seconds: self.cooldown.period.as_secs(),
+            locale,
+        })
     }
 
     /// Mails the claimed user a fresh link; gives the claim back when the mail does not go out.
-    pub async fn deliver(&self, claim: &Claim, requested_locale: Option<&Locale>, now: UnixTime) -> Result<&'static str, DeliveryError> {
+    pub async fn deliver(
+        &self,
+        claim: &Claim,
+        requested_locale: Option<&Locale>,
+        now: UnixTime,
+    ) -> Result<&'static str, DeliveryError> {
         let result = self.compose_and_send(claim, requested_locale, now).await;
         if let Err(failure) = &result {
             tracing::error!(error = ?failure, "confirmation mail not sent; releasing the cooldown claim");
@@ -100,12 +117,24 @@ impl ConfirmationSender {
         result
     }
 
-    async fn compose_and_send(&self, claim: &Claim, requested_locale: Option<&Locale>, now: UnixTime) -> Result<&'static str, DeliveryError> {
+    async fn compose_and_send(
+        &self,
+        claim: &Claim,
+        requested_locale: Option<&Locale>,
+        now: UnixTime,
+    ) -> Result<&'static str, DeliveryError> {
         let user = &claim.user;
-        let locale = self.settings.choose_locale(requested_locale, user.locale.as_ref());
+        let locale = self
+            .settings
+            .choose_locale(requested_locale, user.locale.as_ref());
         let link = self.links.issue(user, locale, now)?;
         let valid_hours = self.links.lifetime.as_secs().div_ceil(3600);
-        let mail = mail::render_confirmation(locale, &self.settings.app_name, &link.url, valid_hours)?;
+        let mail = self.settings.templates.render_confirmation(
+            locale,
+            &self.settings.app_name,
+            &link.url,
+            valid_hours,
+        )?;
         self.mailer.send(&self.settings, &user.email, &mail).await?;
         tracing::info!(locale, "confirmation mail sent");
         Ok(locale)

@@ -27,7 +27,11 @@ pub enum SignUpError {
 }
 
 #[tracing::instrument(name = "process sign-up", skip_all, fields(user_id = %sign_up.user_id))]
-pub async fn process_sign_up(sender: &ConfirmationSender, sign_up: &SignUp, now: UnixTime) -> Result<SignUpOutcome, SignUpError> {
+pub async fn process_sign_up(
+    sender: &ConfirmationSender,
+    sign_up: &SignUp,
+    now: UnixTime,
+) -> Result<SignUpOutcome, SignUpError> {
     let mail_enabled = sender.settings.enabled;
     let until = sender.cooldown.claim_until(now);
     let created = sender
@@ -36,7 +40,9 @@ pub async fn process_sign_up(sender: &ConfirmationSender, sign_up: &SignUp, now:
         .await
         .map_err(SignUpError::Storage)?;
     let claim = match created {
-        CreateOutcome::AddressTaken => return Err(SignUpError::Conflict("another user owns the address")),
+        CreateOutcome::AddressTaken => {
+            return Err(SignUpError::Conflict("another user owns the address"));
+        }
         CreateOutcome::Created(_) if !mail_enabled => return Ok(SignUpOutcome::CreatedWithoutMail),
         CreateOutcome::Created(mut user) => {
             // The claim was written with the user; before it, no cooldown existed.
@@ -44,10 +50,14 @@ pub async fn process_sign_up(sender: &ConfirmationSender, sign_up: &SignUp, now:
             Claim { user, until }
         }
         CreateOutcome::Existing(user) if user.email.normalized() != sign_up.email.normalized() => {
-            return Err(SignUpError::Conflict("the user exists with another address"));
+            return Err(SignUpError::Conflict(
+                "the user exists with another address",
+            ));
         }
         CreateOutcome::Existing(_) if !mail_enabled => return Ok(SignUpOutcome::AlreadyHandled),
-        CreateOutcome::Existing(user) if user.cooldown_until.is_some() => return Ok(SignUpOutcome::AlreadyHandled),
+        CreateOutcome::Existing(user) if user.cooldown_until.is_some() => {
+            return Ok(SignUpOutcome::AlreadyHandled);
+        }
         // Created before, but its mail failed and the claim was given back: send it now.
         CreateOutcome::Existing(user) => {
             match sender

@@ -5,23 +5,37 @@ use std::sync::Arc;
 
 use mailconfirm::aws::AwsClients;
 use mailconfirm_local::server::{LocalApi, serve};
-use mailconfirm_local::stack::{Functions, LOCAL_SENDER, create_table, local_env, moto_url, verify_sender};
+use mailconfirm_local::stack::{
+    Functions, LOCAL_SENDER, create_table, local_env, moto_url, verify_sender,
+};
 use mailconfirm_local::template::Template;
 use tokio::net::TcpListener;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().with_env_filter(
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-    ).init();
-    let address = std::env::var("LOCAL_API_ADDRESS").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let address =
+        std::env::var("LOCAL_API_ADDRESS").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
     let listener = TcpListener::bind(&address).await?;
     let base_url = format!("http://{}", listener.local_addr()?);
     let table = std::env::var("TABLE_NAME").unwrap_or_else(|_| "mailconfirm-local".to_owned());
     let mut env = local_env(&table, &base_url);
     // Any variable of the configuration table may be overridden from the environment.
     for (name, value) in std::env::vars() {
-        if env.contains_key(&name) || ["COOLDOWN_SECONDS", "CONFIRMATION_LINK_TTL_SECONDS", "EMAIL_ENABLED", "DEFAULT_LOCALE", "SES_CONFIGURATION_SET"].contains(&name.as_str()) {
+        if env.contains_key(&name)
+            || [
+                "COOLDOWN_SECONDS",
+                "CONFIRMATION_LINK_TTL_SECONDS",
+                "EMAIL_ENABLED",
+                "DEFAULT_LOCALE",
+                "SES_CONFIGURATION_SET",
+            ]
+            .contains(&name.as_str())
+        {
             env.insert(name, value);
         }
     }
@@ -40,10 +54,15 @@ async fn main() -> anyhow::Result<()> {
     });
     println!("mailconfirm local API on {base_url}");
     for route in api.gateway.route_specs() {
-        println!("  {:<6} {base_url}{}  ({})", route.method, route.path, route.binary);
+        println!(
+            "  {:<6} {base_url}{}  ({})",
+            route.method, route.path, route.binary
+        );
     }
     println!("  POST   {base_url}/_local/signup      publish a sign-up event");
     println!("  POST   {base_url}/_local/token       mint an access token");
-    println!("  GET    {base_url}/_local/inbox       the mail sent (HTML; JSON at /_local/inbox.json)");
+    println!(
+        "  GET    {base_url}/_local/inbox       the mail sent (HTML; JSON at /_local/inbox.json)"
+    );
     serve(listener, api).await
 }

@@ -1,0 +1,125 @@
+"""Writes infra/events/*.json: one event per function, for `sam local invoke -e` and for the
+tests that replay them. Tokens are signed with the local-only keys of tests/src/stack.rs and
+`infra/events/env.json`, and expire in 2100 so the files stay valid. Run it again after
+changing a route or a key: `python3 infra/events/generate.py`."""
+
+import base64
+import hashlib
+import hmac
+import json
+import pathlib
+
+HERE = pathlib.Path(__file__).parent
+ACCESS_SECRET = "local-access-token-secret-0123456789abcdef"
+LINK_KEY = "local-confirmation-signing-key-0123456789abcdef"
+ISSUER = "https://auth.local.test"
+AUDIENCE = "mailconfirm"
+USER_ID = "user-123"
+EMAIL = "ada@example.com"
+FAR_FUTURE = 4102444800  # 2100-01-01
+ISSUED = 1767225600  # 2026-01-01
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def jwt(header: dict, claims: dict, secret: str) -> str:
+    signing_input = b64(json.dumps(header, separators=(",", ":")).encode()) + "." + b64(
+        json.dumps(claims, separators=(",", ":")).encode()
+    )
+    signature = hmac.new(secret.encode(), signing_input.encode(), hashlib.sha256).digest()
+    return signing_input + "." + b64(signature)
+
+
+def access_token() -> str:
+    claims = {"sub": USER_ID, "iss": ISSUER, "aud": AUDIENCE, "iat": ISSUED, "exp": FAR_FUTURE}
+    return jwt({"alg": "HS256", "typ": "JWT"}, claims, ACCESS_SECRET)
+
+
+def link_token() -> str:
+    # Mirrors shared/src/link_token.rs: kid = first 6 bytes of SHA-256(key), adr = tag of the address.
+    kid = hashlib.sha256(LINK_KEY.encode()).digest()[:6].hex()
+    adr = b64(hashlib.sha256(EMAIL.lower().encode()).digest()[:16])
+    claims = {"sub": USER_ID, "adr": adr, "lc": "en", "aud": "mailconfirm:confirm-email", "iat": ISSUED, "exp": FAR_FUTURE}
+    return jwt({"typ": "JWT", "alg": "HS256", "kid": kid}, claims, LINK_KEY)
+
+
+def http_event(method: str, path: str, query: dict | None = None, headers: dict | None = None) -> dict:
+    raw_query = "&".join(f"{k}={v}" for k, v in (query or {}).items())
+    event = {
+        "version": "2.0",
+        "routeKey": f"{method} {path}",
+        "rawPath": path,
+        "rawQueryString": raw_query,
+        "headers": {"host": "abc123.execute-api.us-east-1.amazonaws.com", "user-agent": "curl/8.5.0", **(headers or {})},
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "abc123",
+            "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
+            "domainPrefix": "abc123",
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "203.0.113.7", "userAgent": "curl/8.5.0"},
+            "requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
+            "routeKey": f"{method} {path}",
+            "stage": "$default",
+            "time": "01/Jan/2026:00:00:00 +0000",
+            "timeEpoch": ISSUED * 1000,
+        },
+        "isBase64Encoded": False,
+    }
+    if query:
+        event["queryStringParameters"] = query
+    return event
+
+
+def sqs_event() -> dict:
+    body = json.dumps({"user_id": USER_ID, "email": EMAIL, "locale": "en"})
+    return {
+        "Records": [
+            {
+                "messageId": "059f36b4-87a3-44ab-83d2-661975830a7d",
+                "receiptHandle": "AQEBwJnKyrHigUMZj6rYigCgxlaS3SLy0a",
+                "body": body,
+                "attributes": {
+                    "ApproximateReceiveCount": "1",
+                    "SentTimestamp": str(ISSUED * 1000),
+                    "SenderId": "AIDAIENQZJOLO23YVJ4VO",
+                    "ApproximateFirstReceiveTimestamp": str(ISSUED * 1000),
+                },
+                "messageAttributes": {},
+                "md5OfBody": hashlib.md5(body.encode()).hexdigest(),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:SignUpQueue",
+                "awsRegion": "us-east-1",
+            }
+        ]
+    }
+
+
+def main() -> None:
+    bearer = {"authorization": f"Bearer {access_token()}"}
+    events = {
+        "signup-events.json": sqs_event(),
+        "singularity-send-verification.json": http_event("POST", "/api/auth/email/verification/send", {"locale": "en"}, bearer),
+        "singularity-verification-cooldown.json": http_event("GET", "/api/auth/email/verification/cooldown", None, bearer),
+        "singularity-verify-email.json": http_event("POST", "/api/auth/email/verification", {"token": link_token()}),
+    }
+    for name, event in events.items():
+        (HERE / name).write_text(json.dumps(event, indent=2) + "\n")
+    env = {
+        "Parameters": {
+            "TABLE_NAME": "mailconfirm-local",
+            "PUBLIC_BASE_URL": "http://127.0.0.1:3000",
+            "SENDER_ADDRESS": "no-reply@mailconfirm.example.com",
+            "CONFIRMATION_SIGNING_KEY": LINK_KEY,
+            "CONFIRMATION_PREVIOUS_SIGNING_KEYS": "",
+            "ACCESS_TOKEN_HS256_SECRET": ACCESS_SECRET,
+            "ACCESS_TOKEN_ISSUER": ISSUER,
+            "ACCESS_TOKEN_AUDIENCE": AUDIENCE,
+        }
+    }
+    (HERE / "env.json").write_text(json.dumps(env, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
