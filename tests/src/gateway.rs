@@ -88,6 +88,10 @@ impl Gateway {
         Ok(Self { routes })
     }
 
+    pub fn function(&self, binary: &str) -> Option<HttpFunction> {
+        self.routes.iter().find(|route| route.spec.binary == binary).map(|route| route.function.clone())
+    }
+
     pub fn route_specs(&self) -> impl Iterator<Item = &RouteSpec> {
         self.routes.iter().map(|route| &route.spec)
     }

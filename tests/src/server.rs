@@ -174,6 +174,11 @@ impl LocalApi {
         }
     }
 
+    /// The handler the gateway runs for a binary.
+    pub fn gateway_function(&self, binary: &str) -> Option<crate::gateway::HttpFunction> {
+        self.gateway.function(binary)
+    }
+
     /// Delivers a sign-up event as SQS would: one message in an `SqsEvent`.
     pub async fn publish_sign_up(&self, event: &Value) -> SqsBatchResponse {
         let sqs_event: SqsEvent = serde_json::from_value(sqs_event_for(event)).unwrap_or_default();

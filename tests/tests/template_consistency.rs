@@ -1,0 +1,49 @@
+//! The template and the code agree: every binary in functions/ is deployed, and the local
+//! stack serves exactly the template's routes.
+
+use std::collections::BTreeSet;
+
+use mailconfirm_local::harness::TestStack;
+use mailconfirm_local::template::{Template, project_root};
+
+fn function_crates() -> BTreeSet<String> {
+    std::fs::read_dir(project_root().join("functions"))
+        .unwrap()
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| entry.path().join("Cargo.toml").is_file())
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .collect()
+}
+
+#[test]
+fn every_binary_in_functions_has_a_function_resource_and_vice_versa() {
+    let template = Template::load().unwrap();
+    let deployed: BTreeSet<String> = template.functions().into_iter().map(|f| f.binary).collect();
+    assert_eq!(function_crates(), deployed);
+}
+
+#[test]
+fn function_resources_are_named_after_their_binaries() {
+    for function in Template::load().unwrap().functions() {
+        let expected: String = function
+            .binary
+            .split('-')
+            .map(|word| {
+                let mut chars = word.chars();
+                chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
+            })
+            .collect::<String>()
+            + "Function";
+        assert_eq!(function.logical_id, expected);
+        assert_eq!(function.properties["CodeUri"], "..", "{}", function.logical_id);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_local_api_serves_every_route_of_the_template_and_no_other() {
+    let stack = TestStack::start().await;
+    let template_routes: BTreeSet<_> = Template::load().unwrap().http_routes().into_iter().map(|r| (r.method, r.path, r.binary)).collect();
+    let served: BTreeSet<_> = stack.api.gateway.route_specs().map(|r| (r.method.clone(), r.path.clone(), r.binary.clone())).collect();
+    assert_eq!(template_routes, served);
+    assert!(!served.is_empty());
+}
