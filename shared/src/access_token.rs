@@ -242,3 +242,184 @@ pub fn cookie<'r>(headers: &'r http::HeaderMap, name: &str) -> Option<&'r str> {
         .find(|(key, value)| *key == name && !value.is_empty())
         .map(|(_, value)| value)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use jsonwebtoken::{EncodingKey, Header, jwk::Jwk};
+    use serde_json::json;
+
+    use super::*;
+
+    // Test-only keys, generated for these tests with openssl; they protect nothing.
+    const RSA_PRIVATE: &str = include_str!("../tests/fixtures/rsa-private.pem");
+    const RSA_PUBLIC: &str = include_str!("../tests/fixtures/rsa-public.pem");
+    const EC_PRIVATE: &str = include_str!("../tests/fixtures/ec-private.pem");
+    const EC_PUBLIC: &str = include_str!("../tests/fixtures/ec-public.pem");
+    const SECRET: &str = "hs256-secret-for-tests-0123456789abcdef";
+
+    fn verifier(pairs: &[(&str, &str)]) -> Result<AccessTokenVerifier, ConfigError> {
+        let mut env: HashMap<String, String> = [
+            ("ACCESS_TOKEN_ISSUER", "https://auth.example.com"),
+            ("ACCESS_TOKEN_AUDIENCE", "mailconfirm"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        env.extend(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        AccessTokenVerifier::from_config(&env)
+    }
+
+    fn claims(extra: serde_json::Value) -> serde_json::Value {
+        let now = jsonwebtoken::get_current_timestamp() as i64;
+        let mut claims = json!({ "sub": "user-1", "iss": "https://auth.example.com", "aud": "mailconfirm", "exp": now + 600 });
+        claims
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        claims
+    }
+
+    fn sign(header: Header, claims: &serde_json::Value, key: &EncodingKey) -> String {
+        jsonwebtoken::encode(&header, claims, key).unwrap()
+    }
+
+    #[test]
+    fn hs256_tokens_carry_user_client_scopes_and_roles() {
+        let verifier = verifier(&[("ACCESS_TOKEN_HS256_SECRET", SECRET)]).unwrap();
+        let token = sign(
+            Header::default(),
+            &claims(
+                json!({ "azp": "web-app", "scope": "read write:accounts", "roles": ["admin"] }),
+            ),
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        );
+        let principal = verifier.verify(&token).unwrap();
+        assert_eq!(principal.user_id.as_str(), "user-1");
+        assert_eq!(principal.client_id.unwrap().as_str(), "web-app");
+        assert_eq!(principal.scopes, ["read", "write:accounts"]);
+        assert_eq!(principal.roles, ["admin"]);
+    }
+
+    #[test]
+    fn issuer_audience_expiry_and_algorithm_are_checked() {
+        let verifier = verifier(&[("ACCESS_TOKEN_HS256_SECRET", SECRET)]).unwrap();
+        let key = EncodingKey::from_secret(SECRET.as_bytes());
+        let now = jsonwebtoken::get_current_timestamp() as i64;
+        let check = |extra| verifier.verify(&sign(Header::default(), &claims(extra), &key));
+        assert_eq!(
+            check(json!({ "iss": "https://other.example.com" })),
+            Err(AccessTokenError::Invalid)
+        );
+        assert_eq!(
+            check(json!({ "aud": "other" })),
+            Err(AccessTokenError::Invalid)
+        );
+        assert_eq!(
+            check(json!({ "exp": now - 3600 })),
+            Err(AccessTokenError::Expired)
+        );
+        assert_eq!(check(json!({ "sub": "" })), Err(AccessTokenError::Invalid));
+        // An RS256 token never verifies against an HS256 configuration.
+        let rs = sign(
+            Header::new(Algorithm::RS256),
+            &claims(json!({})),
+            &EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).unwrap(),
+        );
+        assert_eq!(verifier.verify(&rs), Err(AccessTokenError::Invalid));
+    }
+
+    #[test]
+    fn rs256_and_es256_tokens_verify_with_a_public_key() {
+        let rsa = verifier(&[
+            ("ACCESS_TOKEN_PUBLIC_KEY", RSA_PUBLIC),
+            ("ACCESS_TOKEN_ALGORITHM", "RS256"),
+        ])
+        .unwrap();
+        let token = sign(
+            Header::new(Algorithm::RS256),
+            &claims(json!({})),
+            &EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).unwrap(),
+        );
+        assert_eq!(rsa.verify(&token).unwrap().user_id.as_str(), "user-1");
+
+        let ec = verifier(&[
+            ("ACCESS_TOKEN_PUBLIC_KEY", EC_PUBLIC),
+            ("ACCESS_TOKEN_ALGORITHM", "ES256"),
+        ])
+        .unwrap();
+        let token = sign(
+            Header::new(Algorithm::ES256),
+            &claims(json!({})),
+            &EncodingKey::from_ec_pem(EC_PRIVATE.as_bytes()).unwrap(),
+        );
+        assert_eq!(ec.verify(&token).unwrap().user_id.as_str(), "user-1");
+        assert_eq!(rsa.verify(&token), Err(AccessTokenError::Invalid));
+    }
+
+    #[test]
+    fn a_jwks_key_is_chosen_by_kid() {
+        let rsa_key = EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).unwrap();
+        let ec_key = EncodingKey::from_ec_pem(EC_PRIVATE.as_bytes()).unwrap();
+        let mut rsa_jwk = Jwk::from_encoding_key(&rsa_key, Algorithm::RS256).unwrap();
+        rsa_jwk.common.key_id = Some("rsa-1".into());
+        let mut ec_jwk = Jwk::from_encoding_key(&ec_key, Algorithm::ES256).unwrap();
+        ec_jwk.common.key_id = Some("ec-1".into());
+        let jwks = json!({ "keys": [rsa_jwk, ec_jwk] }).to_string();
+        let verifier = verifier(&[("ACCESS_TOKEN_JWKS", &jwks)]).unwrap();
+
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some("ec-1".into());
+        assert!(
+            verifier
+                .verify(&sign(header, &claims(json!({})), &ec_key))
+                .is_ok()
+        );
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some("unknown".into());
+        assert_eq!(
+            verifier.verify(&sign(header, &claims(json!({})), &rsa_key)),
+            Err(AccessTokenError::Invalid)
+        );
+    }
+
+    #[test]
+    fn the_key_configuration_must_name_exactly_one_key() {
+        let err = verifier(&[]).err().unwrap().to_string();
+        assert!(err.contains("ACCESS_TOKEN_HS256_SECRET"), "{err}");
+        let both = verifier(&[
+            ("ACCESS_TOKEN_HS256_SECRET", SECRET),
+            ("ACCESS_TOKEN_PUBLIC_KEY", RSA_PUBLIC),
+        ]);
+        assert!(both.is_err());
+        let bad_pem = verifier(&[("ACCESS_TOKEN_PUBLIC_KEY", "not a pem")])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(bad_pem.contains("ACCESS_TOKEN_PUBLIC_KEY"), "{bad_pem}");
+        let bad_jwks = verifier(&[("ACCESS_TOKEN_JWKS", "{}")])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(bad_jwks.contains("ACCESS_TOKEN_JWKS"), "{bad_jwks}");
+    }
+
+    #[test]
+    fn the_bearer_header_wins_over_the_cookie() {
+        let verifier = verifier(&[("ACCESS_TOKEN_HS256_SECRET", SECRET)]).unwrap();
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            http::header::COOKIE,
+            "a=1; access_token=from-cookie".parse().unwrap(),
+        );
+        assert_eq!(verifier.token_of(&headers), Some("from-cookie"));
+        headers.insert(
+            http::header::AUTHORIZATION,
+            "bearer from-header".parse().unwrap(),
+        );
+        assert_eq!(verifier.token_of(&headers), Some("from-header"));
+        headers.insert(http::header::AUTHORIZATION, "Bearer ".parse().unwrap());
+        assert_eq!(verifier.token_of(&headers), Some("from-cookie"));
+    }
+}

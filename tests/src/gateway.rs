@@ -89,7 +89,10 @@ impl Gateway {
     }
 
     pub fn function(&self, binary: &str) -> Option<HttpFunction> {
-        self.routes.iter().find(|route| route.spec.binary == binary).map(|route| route.function.clone())
+        self.routes
+            .iter()
+            .find(|route| route.spec.binary == binary)
+            .map(|route| route.function.clone())
     }
 
     pub fn route_specs(&self) -> impl Iterator<Item = &RouteSpec> {
@@ -160,18 +163,20 @@ pub fn percent_decode(text: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(byte) = u8::from_str_radix(
-                std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
-                16,
-            ) {
+        let escaped = (bytes[i] == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok());
+        match escaped {
+            Some(byte) => {
                 out.push(byte);
                 i += 3;
-                continue;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
             }
         }
-        out.push(bytes[i]);
-        i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
 }
