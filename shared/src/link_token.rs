@@ -84,7 +84,7 @@ pub enum LinkTokenError {
 
 #[derive(Debug, thiserror::Error)]
 #[error("could not sign the confirmation token")]
-pub struct TokenCreationError(#[source] jsonwebtoken::errors::Error);
+pub struct TokenCreationError(#[from] jsonwebtoken::errors::Error);
 
 const MIN_SECRET_LEN: usize = 32;
 

@@ -215,11 +215,11 @@ pub struct ConfirmationMail {
 
 #[derive(Debug, thiserror::Error)]
 #[error("could not render the confirmation mail")]
-pub struct TemplateError(#[source] anyhow::Error);
+pub struct TemplateError(#[from] anyhow::Error);
 
 #[derive(Debug, thiserror::Error)]
 #[error("SES did not accept the mail")]
-pub struct MailSendError(#[source] anyhow::Error);
+pub struct MailSendError(#[from] anyhow::Error);
 
 /// Sends mail through SES v2.
 pub struct SesMailer {

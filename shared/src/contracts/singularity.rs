@@ -373,3 +373,61 @@ impl VerifyEmail {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::link_token::TokenCreationError;
+    use crate::mail::{MailSendError, TemplateError};
+
+    fn body_of(response: &Response<Body>) -> serde_json::Value {
+        match response.body() {
+            Body::Text(text) => serde_json::from_str(text).unwrap(),
+            other => panic!("unexpected body {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_failure_after_the_claim_maps_to_its_own_500_code() {
+        let token_failure = TokenCreationError::from(jsonwebtoken::errors::Error::from(
+            jsonwebtoken::errors::ErrorKind::InvalidKeyFormat,
+        ));
+        let cases = [
+            (
+                SendError::Delivery(DeliveryError::TokenCreation(token_failure)),
+                "EMAIL_VERIFICATION_TOKEN_CREATION_FAILURE",
+            ),
+            (
+                SendError::Delivery(DeliveryError::Template(TemplateError::from(
+                    anyhow::anyhow!("x"),
+                ))),
+                "EMAIL_TEMPLATE_FAILURE",
+            ),
+            (
+                SendError::Delivery(DeliveryError::MailSend(MailSendError::from(
+                    anyhow::anyhow!("x"),
+                ))),
+                "EMAIL_SEND_FAILURE",
+            ),
+            (SendError::Storage(anyhow::anyhow!("x")), "DATABASE_FAILURE"),
+        ];
+        for (error, code) in cases {
+            let response = ErrorCode::from(&error).response("/api/auth/email/verification/send");
+            assert_eq!(response.status(), 500);
+            let body = body_of(&response);
+            assert_eq!(body["code"], code);
+            assert_eq!(body["path"], "/api/auth/email/verification/send");
+        }
+    }
+
+    #[test]
+    fn a_cooldown_refusal_says_when_to_retry() {
+        let response = ErrorCode::EmailCooldownActive {
+            remaining_seconds: 42,
+        }
+        .response("/p");
+        assert_eq!(response.status(), 429);
+        assert_eq!(response.headers()[http::header::RETRY_AFTER], "42");
+        assert_eq!(body_of(&response)["code"], "EMAIL_COOLDOWN_ACTIVE");
+    }
+}
