@@ -104,16 +104,8 @@ impl AccessTokenVerifier {
         };
         Ok(Self {
             keys,
-            issuer: config::required(
-                source,
-                "ACCESS_TOKEN_ISSUER",
-                "the `iss` that access tokens must carry",
-            )?,
-            audience: config::required(
-                source,
-                "ACCESS_TOKEN_AUDIENCE",
-                "the `aud` that access tokens must carry",
-            )?,
+            issuer: config::required(source, "ACCESS_TOKEN_ISSUER", "the `iss` that access tokens must carry")?,
+            audience: config::required(source, "ACCESS_TOKEN_AUDIENCE", "the `aud` that access tokens must carry")?,
             cookie_name: config::optional(source, "ACCESS_TOKEN_COOKIE")
                 .unwrap_or_else(|| DEFAULT_ACCESS_TOKEN_COOKIE.to_owned()),
         })
@@ -143,19 +135,11 @@ impl AccessTokenVerifier {
                 _ => AccessTokenError::Invalid,
             })?
             .claims;
-        let client_id = claims
-            .client_id
-            .or(claims.azp)
-            .map(|id| ClientId::parse(&id))
-            .transpose();
+        let client_id = claims.client_id.or(claims.azp).map(|id| ClientId::parse(&id)).transpose();
         Ok(Principal {
             user_id: UserId::parse(&claims.sub).map_err(|_| AccessTokenError::Invalid)?,
             client_id: client_id.map_err(|_| AccessTokenError::Invalid)?,
-            scopes: claims
-                .scope
-                .or(claims.scp)
-                .map(ScopeClaim::into_vec)
-                .unwrap_or_default(),
+            scopes: claims.scope.or(claims.scp).map(ScopeClaim::into_vec).unwrap_or_default(),
             roles: claims.roles,
         })
     }
@@ -168,31 +152,22 @@ impl AccessTokenVerifier {
 
 fn public_key(pem: &str, source: &dyn Source) -> Result<VerificationKey, ConfigError> {
     const NAME: &str = "ACCESS_TOKEN_PUBLIC_KEY";
-    let algorithm =
-        config::optional(source, "ACCESS_TOKEN_ALGORITHM").unwrap_or_else(|| "RS256".to_owned());
+    let algorithm = config::optional(source, "ACCESS_TOKEN_ALGORITHM").unwrap_or_else(|| "RS256".to_owned());
     let (algorithm, key) = match algorithm.trim() {
         "RS256" => (Algorithm::RS256, DecodingKey::from_rsa_pem(pem.as_bytes())),
         "ES256" => (Algorithm::ES256, DecodingKey::from_ec_pem(pem.as_bytes())),
         _ => {
-            return Err(ConfigError::invalid(
-                "ACCESS_TOKEN_ALGORITHM",
-                "expected RS256 or ES256",
-            ));
+            return Err(ConfigError::invalid("ACCESS_TOKEN_ALGORITHM", "expected RS256 or ES256"));
         }
     };
-    let key =
-        key.map_err(|err| ConfigError::invalid(NAME, format!("not a PEM public key: {err}")))?;
-    Ok(VerificationKey {
-        kid: None,
-        key,
-        algorithm,
-    })
+    let key = key.map_err(|err| ConfigError::invalid(NAME, format!("not a PEM public key: {err}")))?;
+    Ok(VerificationKey { kid: None, key, algorithm })
 }
 
 fn jwk_set(json: &str) -> Result<Vec<VerificationKey>, ConfigError> {
     const NAME: &str = "ACCESS_TOKEN_JWKS";
-    let set: JwkSet = serde_json::from_str(json)
-        .map_err(|err| ConfigError::invalid(NAME, format!("not a JWK set: {err}")))?;
+    let set: JwkSet =
+        serde_json::from_str(json).map_err(|err| ConfigError::invalid(NAME, format!("not a JWK set: {err}")))?;
     let keys = set
         .keys
         .iter()
@@ -202,15 +177,9 @@ fn jwk_set(json: &str) -> Result<Vec<VerificationKey>, ConfigError> {
                 .key_algorithm
                 .and_then(|alg| alg.to_string().parse::<Algorithm>().ok())
                 .filter(|alg| matches!(alg, Algorithm::RS256 | Algorithm::ES256))
-                .ok_or_else(|| {
-                    ConfigError::invalid(NAME, "every key needs \"alg\": RS256 or ES256")
-                })?;
+                .ok_or_else(|| ConfigError::invalid(NAME, "every key needs \"alg\": RS256 or ES256"))?;
             let key = DecodingKey::from_jwk(jwk).map_err(|err| ConfigError::invalid(NAME, err))?;
-            Ok(VerificationKey {
-                kid: jwk.common.key_id.clone(),
-                key,
-                algorithm,
-            })
+            Ok(VerificationKey { kid: jwk.common.key_id.clone(), key, algorithm })
         })
         .collect::<Result<Vec<_>, _>>()?;
     if keys.is_empty() {
@@ -221,11 +190,7 @@ fn jwk_set(json: &str) -> Result<Vec<VerificationKey>, ConfigError> {
 
 /// The token of an `Authorization: Bearer <token>` header (scheme matched in any case).
 pub fn bearer_token(headers: &http::HeaderMap) -> Option<&str> {
-    let value = headers
-        .get(http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .trim();
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?.trim();
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
@@ -260,24 +225,20 @@ mod tests {
     const SECRET: &str = "hs256-secret-for-tests-0123456789abcdef";
 
     fn verifier(pairs: &[(&str, &str)]) -> Result<AccessTokenVerifier, ConfigError> {
-        let mut env: HashMap<String, String> = [
-            ("ACCESS_TOKEN_ISSUER", "https://auth.example.com"),
-            ("ACCESS_TOKEN_AUDIENCE", "mailconfirm"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+        let mut env: HashMap<String, String> =
+            [("ACCESS_TOKEN_ISSUER", "https://auth.example.com"), ("ACCESS_TOKEN_AUDIENCE", "mailconfirm")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
         env.extend(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         AccessTokenVerifier::from_config(&env)
     }
 
     fn claims(extra: serde_json::Value) -> serde_json::Value {
         let now = jsonwebtoken::get_current_timestamp() as i64;
-        let mut claims = json!({ "sub": "user-1", "iss": "https://auth.example.com", "aud": "mailconfirm", "exp": now + 600 });
-        claims
-            .as_object_mut()
-            .unwrap()
-            .extend(extra.as_object().unwrap().clone());
+        let mut claims =
+            json!({ "sub": "user-1", "iss": "https://auth.example.com", "aud": "mailconfirm", "exp": now + 600 });
+        claims.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
         claims
     }
 
@@ -290,9 +251,7 @@ mod tests {
         let verifier = verifier(&[("ACCESS_TOKEN_HS256_SECRET", SECRET)]).unwrap();
         let token = sign(
             Header::default(),
-            &claims(
-                json!({ "azp": "web-app", "scope": "read write:accounts", "roles": ["admin"] }),
-            ),
+            &claims(json!({ "azp": "web-app", "scope": "read write:accounts", "roles": ["admin"] })),
             &EncodingKey::from_secret(SECRET.as_bytes()),
         );
         let principal = verifier.verify(&token).unwrap();
@@ -308,18 +267,9 @@ mod tests {
         let key = EncodingKey::from_secret(SECRET.as_bytes());
         let now = jsonwebtoken::get_current_timestamp() as i64;
         let check = |extra| verifier.verify(&sign(Header::default(), &claims(extra), &key));
-        assert_eq!(
-            check(json!({ "iss": "https://other.example.com" })),
-            Err(AccessTokenError::Invalid)
-        );
-        assert_eq!(
-            check(json!({ "aud": "other" })),
-            Err(AccessTokenError::Invalid)
-        );
-        assert_eq!(
-            check(json!({ "exp": now - 3600 })),
-            Err(AccessTokenError::Expired)
-        );
+        assert_eq!(check(json!({ "iss": "https://other.example.com" })), Err(AccessTokenError::Invalid));
+        assert_eq!(check(json!({ "aud": "other" })), Err(AccessTokenError::Invalid));
+        assert_eq!(check(json!({ "exp": now - 3600 })), Err(AccessTokenError::Expired));
         assert_eq!(check(json!({ "sub": "" })), Err(AccessTokenError::Invalid));
         // An RS256 token never verifies against an HS256 configuration.
         let rs = sign(
@@ -332,11 +282,7 @@ mod tests {
 
     #[test]
     fn rs256_and_es256_tokens_verify_with_a_public_key() {
-        let rsa = verifier(&[
-            ("ACCESS_TOKEN_PUBLIC_KEY", RSA_PUBLIC),
-            ("ACCESS_TOKEN_ALGORITHM", "RS256"),
-        ])
-        .unwrap();
+        let rsa = verifier(&[("ACCESS_TOKEN_PUBLIC_KEY", RSA_PUBLIC), ("ACCESS_TOKEN_ALGORITHM", "RS256")]).unwrap();
         let token = sign(
             Header::new(Algorithm::RS256),
             &claims(json!({})),
@@ -344,11 +290,7 @@ mod tests {
         );
         assert_eq!(rsa.verify(&token).unwrap().user_id.as_str(), "user-1");
 
-        let ec = verifier(&[
-            ("ACCESS_TOKEN_PUBLIC_KEY", EC_PUBLIC),
-            ("ACCESS_TOKEN_ALGORITHM", "ES256"),
-        ])
-        .unwrap();
+        let ec = verifier(&[("ACCESS_TOKEN_PUBLIC_KEY", EC_PUBLIC), ("ACCESS_TOKEN_ALGORITHM", "ES256")]).unwrap();
         let token = sign(
             Header::new(Algorithm::ES256),
             &claims(json!({})),
@@ -371,37 +313,21 @@ mod tests {
 
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some("ec-1".into());
-        assert!(
-            verifier
-                .verify(&sign(header, &claims(json!({})), &ec_key))
-                .is_ok()
-        );
+        assert!(verifier.verify(&sign(header, &claims(json!({})), &ec_key)).is_ok());
         let mut header = Header::new(Algorithm::RS256);
         header.kid = Some("unknown".into());
-        assert_eq!(
-            verifier.verify(&sign(header, &claims(json!({})), &rsa_key)),
-            Err(AccessTokenError::Invalid)
-        );
+        assert_eq!(verifier.verify(&sign(header, &claims(json!({})), &rsa_key)), Err(AccessTokenError::Invalid));
     }
 
     #[test]
     fn the_key_configuration_must_name_exactly_one_key() {
         let err = verifier(&[]).err().unwrap().to_string();
         assert!(err.contains("ACCESS_TOKEN_HS256_SECRET"), "{err}");
-        let both = verifier(&[
-            ("ACCESS_TOKEN_HS256_SECRET", SECRET),
-            ("ACCESS_TOKEN_PUBLIC_KEY", RSA_PUBLIC),
-        ]);
+        let both = verifier(&[("ACCESS_TOKEN_HS256_SECRET", SECRET), ("ACCESS_TOKEN_PUBLIC_KEY", RSA_PUBLIC)]);
         assert!(both.is_err());
-        let bad_pem = verifier(&[("ACCESS_TOKEN_PUBLIC_KEY", "not a pem")])
-            .err()
-            .unwrap()
-            .to_string();
+        let bad_pem = verifier(&[("ACCESS_TOKEN_PUBLIC_KEY", "not a pem")]).err().unwrap().to_string();
         assert!(bad_pem.contains("ACCESS_TOKEN_PUBLIC_KEY"), "{bad_pem}");
-        let bad_jwks = verifier(&[("ACCESS_TOKEN_JWKS", "{}")])
-            .err()
-            .unwrap()
-            .to_string();
+        let bad_jwks = verifier(&[("ACCESS_TOKEN_JWKS", "{}")]).err().unwrap().to_string();
         assert!(bad_jwks.contains("ACCESS_TOKEN_JWKS"), "{bad_jwks}");
     }
 
@@ -409,15 +335,9 @@ mod tests {
     fn the_bearer_header_wins_over_the_cookie() {
         let verifier = verifier(&[("ACCESS_TOKEN_HS256_SECRET", SECRET)]).unwrap();
         let mut headers = http::HeaderMap::new();
-        headers.insert(
-            http::header::COOKIE,
-            "a=1; access_token=from-cookie".parse().unwrap(),
-        );
+        headers.insert(http::header::COOKIE, "a=1; access_token=from-cookie".parse().unwrap());
         assert_eq!(verifier.token_of(&headers), Some("from-cookie"));
-        headers.insert(
-            http::header::AUTHORIZATION,
-            "bearer from-header".parse().unwrap(),
-        );
+        headers.insert(http::header::AUTHORIZATION, "bearer from-header".parse().unwrap());
         assert_eq!(verifier.token_of(&headers), Some("from-header"));
         headers.insert(http::header::AUTHORIZATION, "Bearer ".parse().unwrap());
         assert_eq!(verifier.token_of(&headers), Some("from-cookie"));

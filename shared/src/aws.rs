@@ -2,6 +2,7 @@
 //! configuration and TLS roots takes milliseconds that a cold start should not wait for.
 
 use aws_config::{BehaviorVersion, SdkConfig};
+pub use aws_sdk_dynamodb::config::{Intercept, SharedInterceptor};
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use tokio::sync::OnceCell;
 
@@ -10,11 +11,18 @@ pub struct AwsClients {
     config: OnceCell<SdkConfig>,
     dynamodb: OnceCell<aws_sdk_dynamodb::Client>,
     sesv2: OnceCell<aws_sdk_sesv2::Client>,
+    interceptors: Vec<SharedInterceptor>,
 }
 
 impl AwsClients {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Clients that also run `interceptor` on every call (the tests record which AWS
+    /// operations each function makes, to hold the template's IAM policies to them).
+    pub fn with_interceptor(interceptor: SharedInterceptor) -> Self {
+        Self { interceptors: vec![interceptor], ..Self::default() }
     }
 
     async fn config(&self) -> &SdkConfig {
@@ -24,23 +32,32 @@ impl AwsClients {
                 let http_client = aws_smithy_http_client::Builder::new()
                     .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
                     .build_https();
-                aws_config::defaults(BehaviorVersion::latest())
-                    .http_client(http_client)
-                    .load()
-                    .await
+                aws_config::defaults(BehaviorVersion::latest()).http_client(http_client).load().await
             })
             .await
     }
 
     pub async fn dynamodb(&self) -> &aws_sdk_dynamodb::Client {
         self.dynamodb
-            .get_or_init(|| async { aws_sdk_dynamodb::Client::new(self.config().await) })
+            .get_or_init(|| async {
+                let mut config = aws_sdk_dynamodb::config::Builder::from(self.config().await);
+                for interceptor in &self.interceptors {
+                    config.push_interceptor(interceptor.clone());
+                }
+                aws_sdk_dynamodb::Client::from_conf(config.build())
+            })
             .await
     }
 
     pub async fn sesv2(&self) -> &aws_sdk_sesv2::Client {
         self.sesv2
-            .get_or_init(|| async { aws_sdk_sesv2::Client::new(self.config().await) })
+            .get_or_init(|| async {
+                let mut config = aws_sdk_sesv2::config::Builder::from(self.config().await);
+                for interceptor in &self.interceptors {
+                    config.push_interceptor(interceptor.clone());
+                }
+                aws_sdk_sesv2::Client::from_conf(config.build())
+            })
             .await
     }
 }

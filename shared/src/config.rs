@@ -28,20 +28,14 @@ impl Source for std::collections::HashMap<String, String> {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("configuration variable {name} is required: {meaning}")]
-    Missing {
-        name: &'static str,
-        meaning: &'static str,
-    },
+    Missing { name: &'static str, meaning: &'static str },
     #[error("configuration variable {name} is invalid: {reason}")]
     Invalid { name: &'static str, reason: String },
 }
 
 impl ConfigError {
     pub fn invalid(name: &'static str, reason: impl ToString) -> Self {
-        ConfigError::Invalid {
-            name,
-            reason: reason.to_string(),
-        }
+        ConfigError::Invalid { name, reason: reason.to_string() }
     }
 }
 
@@ -50,27 +44,16 @@ pub fn optional(source: &dyn Source, name: &'static str) -> Option<String> {
     source.get(name).filter(|value| !value.trim().is_empty())
 }
 
-pub fn required(
-    source: &dyn Source,
-    name: &'static str,
-    meaning: &'static str,
-) -> Result<String, ConfigError> {
+pub fn required(source: &dyn Source, name: &'static str, meaning: &'static str) -> Result<String, ConfigError> {
     optional(source, name).ok_or(ConfigError::Missing { name, meaning })
 }
 
-pub fn seconds(
-    source: &dyn Source,
-    name: &'static str,
-    default: u64,
-) -> Result<Duration, ConfigError> {
+pub fn seconds(source: &dyn Source, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
     match optional(source, name) {
         None => Ok(Duration::from_secs(default)),
         Some(value) => match value.trim().parse::<u64>() {
             Ok(secs) if secs > 0 => Ok(Duration::from_secs(secs)),
-            _ => Err(ConfigError::invalid(
-                name,
-                "expected a whole number of seconds above 0",
-            )),
+            _ => Err(ConfigError::invalid(name, "expected a whole number of seconds above 0")),
         },
     }
 }
@@ -86,18 +69,12 @@ pub fn flag(source: &dyn Source, name: &'static str, default: bool) -> Result<bo
 
 /// `TABLE_NAME`: the DynamoDB table that holds users, address look-ups and throttles.
 pub fn table_name(source: &dyn Source) -> Result<String, ConfigError> {
-    required(
-        source,
-        "TABLE_NAME",
-        "the DynamoDB table of users and cooldowns",
-    )
+    required(source, "TABLE_NAME", "the DynamoDB table of users and cooldowns")
 }
 
 /// `COOLDOWN_SECONDS`: the least time between two confirmation mails to one user.
 pub fn cooldown(source: &dyn Source) -> Result<CooldownPolicy, ConfigError> {
-    Ok(CooldownPolicy {
-        period: seconds(source, "COOLDOWN_SECONDS", 60)?,
-    })
+    Ok(CooldownPolicy { period: seconds(source, "COOLDOWN_SECONDS", 60)? })
 }
 
 /// `EMAIL_ENABLED`: whether mail goes out at all; the contracts answer "e-mail disabled" when not.
@@ -108,24 +85,15 @@ pub fn email_enabled(source: &dyn Source) -> Result<bool, ConfigError> {
 /// `PUBLIC_BASE_URL`: the origin (and optional base path) that links in mails point to.
 pub fn public_base_url(source: &dyn Source) -> Result<String, ConfigError> {
     const NAME: &str = "PUBLIC_BASE_URL";
-    let url = required(
-        source,
-        NAME,
-        "the public address of the API, e.g. https://confirm.example.com",
-    )?;
+    let url = required(source, NAME, "the public address of the API, e.g. https://confirm.example.com")?;
     let url = url.trim().trim_end_matches('/').to_owned();
     let rest = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"))
-        .ok_or_else(|| {
-            ConfigError::invalid(NAME, "must start with https:// (or http:// for local use)")
-        })?;
+        .ok_or_else(|| ConfigError::invalid(NAME, "must start with https:// (or http:// for local use)"))?;
     let host = rest.split('/').next().unwrap_or_default();
     if host.is_empty() || rest.contains(['?', '#', ' ', '"', '\'', '<', '>', '&', '\\']) {
-        return Err(ConfigError::invalid(
-            NAME,
-            "must be an origin with an optional path, without query or fragment",
-        ));
+        return Err(ConfigError::invalid(NAME, "must be an origin with an optional path, without query or fragment"));
     }
     Ok(url)
 }
@@ -133,11 +101,7 @@ pub fn public_base_url(source: &dyn Source) -> Result<String, ConfigError> {
 /// `SENDER_ADDRESS`: the verified SES identity that confirmation mails come from.
 pub fn sender_address(source: &dyn Source) -> Result<EmailAddress, ConfigError> {
     const NAME: &str = "SENDER_ADDRESS";
-    let address = required(
-        source,
-        NAME,
-        "the verified SES address confirmation mails are sent from",
-    )?;
+    let address = required(source, NAME, "the verified SES address confirmation mails are sent from")?;
     EmailAddress::parse(&address).map_err(|err| ConfigError::invalid(NAME, err))
 }
 
@@ -148,55 +112,33 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
     fn missing_and_malformed_values_name_their_variable() {
         let err = table_name(&env(&[])).unwrap_err().to_string();
         assert!(err.contains("TABLE_NAME"), "{err}");
-        let err = cooldown(&env(&[("COOLDOWN_SECONDS", "soon")]))
-            .unwrap_err()
-            .to_string();
+        let err = cooldown(&env(&[("COOLDOWN_SECONDS", "soon")])).unwrap_err().to_string();
         assert!(err.contains("COOLDOWN_SECONDS"), "{err}");
-        let err = email_enabled(&env(&[("EMAIL_ENABLED", "maybe")]))
-            .unwrap_err()
-            .to_string();
+        let err = email_enabled(&env(&[("EMAIL_ENABLED", "maybe")])).unwrap_err().to_string();
         assert!(err.contains("EMAIL_ENABLED"), "{err}");
     }
 
     #[test]
     fn defaults_apply_when_a_variable_is_unset_or_blank() {
-        assert_eq!(
-            cooldown(&env(&[("COOLDOWN_SECONDS", " ")])).unwrap().period,
-            Duration::from_secs(60)
-        );
+        assert_eq!(cooldown(&env(&[("COOLDOWN_SECONDS", " ")])).unwrap().period, Duration::from_secs(60));
         assert!(email_enabled(&env(&[])).unwrap());
     }
 
     #[test]
     fn the_public_base_url_must_be_an_http_origin() {
         assert_eq!(
-            public_base_url(&env(&[(
-                "PUBLIC_BASE_URL",
-                "https://auth.example.com/prod/"
-            )]))
-            .unwrap(),
+            public_base_url(&env(&[("PUBLIC_BASE_URL", "https://auth.example.com/prod/")])).unwrap(),
             "https://auth.example.com/prod"
         );
-        for bad in [
-            "auth.example.com",
-            "ftp://x",
-            "https://",
-            "https://a.com/?x=1",
-        ] {
-            assert!(
-                public_base_url(&env(&[("PUBLIC_BASE_URL", bad)])).is_err(),
-                "{bad}"
-            );
+        for bad in ["auth.example.com", "ftp://x", "https://", "https://a.com/?x=1"] {
+            assert!(public_base_url(&env(&[("PUBLIC_BASE_URL", bad)])).is_err(), "{bad}");
         }
     }
 }

@@ -19,9 +19,7 @@ pub fn init_telemetry() {
 }
 
 /// Reads a function's configuration, or ends the start with the variable that is wrong.
-pub fn configure<T>(
-    build: impl FnOnce(&dyn config::Source) -> Result<T, config::ConfigError>,
-) -> T {
+pub fn configure<T>(build: impl FnOnce(&dyn config::Source) -> Result<T, config::ConfigError>) -> T {
     match build(&config::ProcessEnv) {
         Ok(value) => value,
         Err(err) => {

@@ -97,29 +97,18 @@ impl LinkVerifier {
             "CONFIRMATION_SIGNING_KEY",
             "a random secret of at least 32 characters that signs confirmation links",
         )?;
-        let previous =
-            config::optional(source, "CONFIRMATION_PREVIOUS_SIGNING_KEYS").unwrap_or_default();
+        let previous = config::optional(source, "CONFIRMATION_PREVIOUS_SIGNING_KEYS").unwrap_or_default();
         if current.len() < MIN_SECRET_LEN {
-            return Err(ConfigError::invalid(
-                "CONFIRMATION_SIGNING_KEY",
-                "must be at least 32 characters",
-            ));
+            return Err(ConfigError::invalid("CONFIRMATION_SIGNING_KEY", "must be at least 32 characters"));
         }
-        let previous: Vec<&str> = previous
-            .split(',')
-            .map(str::trim)
-            .filter(|k| !k.is_empty())
-            .collect();
+        let previous: Vec<&str> = previous.split(',').map(str::trim).filter(|k| !k.is_empty()).collect();
         if previous.iter().any(|k| k.len() < MIN_SECRET_LEN) {
             return Err(ConfigError::invalid(
                 "CONFIRMATION_PREVIOUS_SIGNING_KEYS",
                 "each key must be at least 32 characters",
             ));
         }
-        let keys = std::iter::once(current.as_str())
-            .chain(previous)
-            .map(LinkKey::from_secret)
-            .collect();
+        let keys = std::iter::once(current.as_str()).chain(previous).map(LinkKey::from_secret).collect();
         Ok(Self { keys })
     }
 
@@ -170,12 +159,7 @@ impl LinkIssuer {
     }
 
     /// A link for the user's current address, written in `locale`.
-    pub fn issue(
-        &self,
-        user: &User,
-        locale: &str,
-        now: UnixTime,
-    ) -> Result<IssuedLink, TokenCreationError> {
+    pub fn issue(&self, user: &User, locale: &str, now: UnixTime) -> Result<IssuedLink, TokenCreationError> {
         let expires_at = now.plus(self.lifetime);
         let claims = LinkClaims {
             sub: user.id.as_str().to_owned(),
@@ -188,12 +172,8 @@ impl LinkIssuer {
         let key = &self.verifier.keys[0];
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(key.id.clone());
-        let token =
-            jsonwebtoken::encode(&header, &claims, &key.encoding).map_err(TokenCreationError)?;
-        Ok(IssuedLink {
-            url: format!("{}{CONFIRM_PAGE_PATH}?token={token}", self.public_base_url),
-            expires_at,
-        })
+        let token = jsonwebtoken::encode(&header, &claims, &key.encoding).map_err(TokenCreationError)?;
+        Ok(IssuedLink { url: format!("{}{CONFIRM_PAGE_PATH}?token={token}", self.public_base_url), expires_at })
     }
 }
 
@@ -241,26 +221,12 @@ mod tests {
     #[test]
     fn a_link_names_its_user_address_and_language() {
         let issuer = issuer(KEY_A, "", "");
-        let link = issuer
-            .issue(&user("Ada@example.org"), "fr", UnixTime::now())
-            .unwrap();
-        assert!(
-            link.url
-                .starts_with("https://auth.example.com/confirm-email?token=")
-        );
-        assert!(
-            !link.url.to_lowercase().contains("ada"),
-            "the address must not appear in the URL"
-        );
-        let verified = issuer
-            .verifier()
-            .verify(token_of(&link.url).unwrap())
-            .unwrap();
+        let link = issuer.issue(&user("Ada@example.org"), "fr", UnixTime::now()).unwrap();
+        assert!(link.url.starts_with("https://auth.example.com/confirm-email?token="));
+        assert!(!link.url.to_lowercase().contains("ada"), "the address must not appear in the URL");
+        let verified = issuer.verifier().verify(token_of(&link.url).unwrap()).unwrap();
         assert_eq!(verified.user_id.as_str(), "user-7");
-        assert_eq!(
-            verified.address,
-            EmailAddress::parse("ada@EXAMPLE.org").unwrap().tag()
-        );
+        assert_eq!(verified.address, EmailAddress::parse("ada@EXAMPLE.org").unwrap().tag());
         assert_eq!(verified.locale.unwrap().as_str(), "fr");
     }
 
@@ -268,64 +234,39 @@ mod tests {
     fn an_expired_link_is_told_apart_from_a_forged_one() {
         let issuer = issuer(KEY_A, "", "60");
         let long_ago = UnixTime(UnixTime::now().0 - 3_600);
-        let expired = issuer
-            .issue(&user("a@example.org"), "en", long_ago)
-            .unwrap();
-        assert_eq!(
-            issuer.verifier().verify(token_of(&expired.url).unwrap()),
-            Err(LinkTokenError::Expired)
-        );
+        let expired = issuer.issue(&user("a@example.org"), "en", long_ago).unwrap();
+        assert_eq!(issuer.verifier().verify(token_of(&expired.url).unwrap()), Err(LinkTokenError::Expired));
 
         let other = self::issuer(KEY_B, "", "");
-        let forged = other
-            .issue(&user("a@example.org"), "en", UnixTime::now())
-            .unwrap();
-        assert_eq!(
-            issuer.verifier().verify(token_of(&forged.url).unwrap()),
-            Err(LinkTokenError::Invalid)
-        );
+        let forged = other.issue(&user("a@example.org"), "en", UnixTime::now()).unwrap();
+        assert_eq!(issuer.verifier().verify(token_of(&forged.url).unwrap()), Err(LinkTokenError::Invalid));
     }
 
     #[test]
     fn a_tampered_or_empty_token_is_refused() {
         let issuer = issuer(KEY_A, "", "");
-        let link = issuer
-            .issue(&user("a@example.org"), "en", UnixTime::now())
-            .unwrap();
+        let link = issuer.issue(&user("a@example.org"), "en", UnixTime::now()).unwrap();
         let token = token_of(&link.url).unwrap();
         let (head, sig) = token.rsplit_once('.').unwrap();
         let tampered = format!("{head}.{}", sig.chars().rev().collect::<String>());
-        assert_eq!(
-            issuer.verifier().verify(&tampered),
-            Err(LinkTokenError::Invalid)
-        );
-        assert_eq!(
-            issuer.verifier().verify("not-a-jwt"),
-            Err(LinkTokenError::Invalid)
-        );
+        assert_eq!(issuer.verifier().verify(&tampered), Err(LinkTokenError::Invalid));
+        assert_eq!(issuer.verifier().verify("not-a-jwt"), Err(LinkTokenError::Invalid));
         assert_eq!(issuer.verifier().verify("  "), Err(LinkTokenError::Missing));
     }
 
     #[test]
     fn links_signed_before_a_key_roll_stay_valid_while_the_old_key_is_listed() {
         let before = issuer(KEY_A, "", "");
-        let link = before
-            .issue(&user("a@example.org"), "en", UnixTime::now())
-            .unwrap();
+        let link = before.issue(&user("a@example.org"), "en", UnixTime::now()).unwrap();
         let token = token_of(&link.url).unwrap();
         assert!(issuer(KEY_B, KEY_A, "").verifier().verify(token).is_ok());
-        assert_eq!(
-            issuer(KEY_B, "", "").verifier().verify(token),
-            Err(LinkTokenError::Invalid)
-        );
+        assert_eq!(issuer(KEY_B, "", "").verifier().verify(token), Err(LinkTokenError::Invalid));
     }
 
     #[test]
     fn short_signing_keys_are_refused_at_start_up() {
         let env: HashMap<String, String> =
-            [("CONFIRMATION_SIGNING_KEY".to_owned(), "short".to_owned())]
-                .into_iter()
-                .collect();
+            [("CONFIRMATION_SIGNING_KEY".to_owned(), "short".to_owned())].into_iter().collect();
         let err = LinkVerifier::from_config(&env).err().unwrap().to_string();
         assert!(err.contains("CONFIRMATION_SIGNING_KEY"), "{err}");
     }

@@ -39,19 +39,13 @@ pub struct MailTemplates {
 
 impl Clone for MailTemplates {
     fn clone(&self) -> Self {
-        Self {
-            dir: self.dir.clone(),
-            compiled: OnceLock::new(),
-        }
+        Self { dir: self.dir.clone(), compiled: OnceLock::new() }
     }
 }
 
 impl MailTemplates {
     pub fn new(dir: Option<PathBuf>) -> Self {
-        Self {
-            dir,
-            compiled: OnceLock::new(),
-        }
+        Self { dir, compiled: OnceLock::new() }
     }
 
     fn environment(&self) -> Result<&Environment<'static>, TemplateError> {
@@ -61,18 +55,12 @@ impl MailTemplates {
                 env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
                 let shipped = TEMPLATES.iter().copied().chain([("layout.html", LAYOUT)]);
                 for (name, builtin) in shipped {
-                    let source = match self
-                        .dir
-                        .as_ref()
-                        .map(|dir| dir.join(name))
-                        .filter(|path| path.is_file())
-                    {
+                    let source = match self.dir.as_ref().map(|dir| dir.join(name)).filter(|path| path.is_file()) {
                         Some(path) => std::fs::read_to_string(&path)
                             .map_err(|err| format!("reading {}: {err}", path.display()))?,
                         None => builtin.to_owned(),
                     };
-                    env.add_template_owned(name, source)
-                        .map_err(|err| format!("{name}: {err}"))?;
+                    env.add_template_owned(name, source).map_err(|err| format!("{name}: {err}"))?;
                 }
                 Ok(env)
             })
@@ -97,23 +85,10 @@ impl MailTemplates {
                 .and_then(|t| t.render(ctx))
                 .map_err(|err| TemplateError(anyhow!(err)))
         };
-        let subject = render("subject.txt", context! { app_name })?
-            .trim()
-            .to_owned();
-        let text = render(
-            "body.txt",
-            context! { app_name, link => link.clone(), valid_hours },
-        )?;
-        let html = render(
-            "body.html",
-            context! { app_name, link, valid_hours, locale, subject },
-        )?;
-        Ok(ConfirmationMail {
-            locale,
-            subject,
-            text,
-            html,
-        })
+        let subject = render("subject.txt", context! { app_name })?.trim().to_owned();
+        let text = render("body.txt", context! { app_name, link => link.clone(), valid_hours })?;
+        let html = render("body.html", context! { app_name, link, valid_hours, locale, subject })?;
+        Ok(ConfirmationMail { locale, subject, text, html })
     }
 }
 
@@ -139,53 +114,33 @@ impl MailSettings {
         let enabled = config::email_enabled(source)?;
         let from = match (enabled, config::optional(source, "SENDER_ADDRESS")) {
             (false, None) => String::new(),
-            _ => from_header(
-                &config::sender_address(source)?,
-                config::optional(source, "SENDER_NAME").as_deref(),
-            ),
+            _ => from_header(&config::sender_address(source)?, config::optional(source, "SENDER_NAME").as_deref()),
         };
-        let default_locale = match config::optional(source, "DEFAULT_LOCALE") {
-            None => MAIL_LOCALES[0],
-            Some(tag) => {
-                let locale = Locale::parse(&tag)
-                    .map_err(|err| ConfigError::invalid("DEFAULT_LOCALE", err))?;
-                MAIL_LOCALES
-                    .iter()
-                    .copied()
-                    .find(|shipped| *shipped == locale.as_str())
-                    .ok_or_else(|| {
-                        ConfigError::invalid(
-                            "DEFAULT_LOCALE",
-                            format!("must be one of {MAIL_LOCALES:?}"),
-                        )
+        let default_locale =
+            match config::optional(source, "DEFAULT_LOCALE") {
+                None => MAIL_LOCALES[0],
+                Some(tag) => {
+                    let locale = Locale::parse(&tag).map_err(|err| ConfigError::invalid("DEFAULT_LOCALE", err))?;
+                    MAIL_LOCALES.iter().copied().find(|shipped| *shipped == locale.as_str()).ok_or_else(|| {
+                        ConfigError::invalid("DEFAULT_LOCALE", format!("must be one of {MAIL_LOCALES:?}"))
                     })?
-            }
-        };
+                }
+            };
         Ok(Self {
             enabled,
             from,
             configuration_set: config::optional(source, "SES_CONFIGURATION_SET"),
-            app_name: config::optional(source, "APP_NAME")
-                .unwrap_or_else(|| "mailconfirm".to_owned()),
+            app_name: config::optional(source, "APP_NAME").unwrap_or_else(|| "mailconfirm".to_owned()),
             default_locale,
-            templates: MailTemplates::new(
-                config::optional(source, "MAIL_TEMPLATES_DIR").map(PathBuf::from),
-            ),
+            templates: MailTemplates::new(config::optional(source, "MAIL_TEMPLATES_DIR").map(PathBuf::from)),
         })
     }
 
     /// The language of a mail: the request's choice, else the user's, else the default,
     /// each falling back from region to language (`fr-CA` → `fr`).
-    pub fn choose_locale(
-        &self,
-        requested: Option<&Locale>,
-        stored: Option<&Locale>,
-    ) -> &'static str {
-        LocaleNegotiation {
-            available: MAIL_LOCALES,
-            default: self.default_locale,
-        }
-        .choose(requested.into_iter().chain(stored))
+    pub fn choose_locale(&self, requested: Option<&Locale>, stored: Option<&Locale>) -> &'static str {
+        LocaleNegotiation { available: MAIL_LOCALES, default: self.default_locale }
+            .choose(requested.into_iter().chain(stored))
     }
 }
 
@@ -196,11 +151,9 @@ fn from_header(address: &EmailAddress, name: Option<&str>) -> String {
         Some(name) if name.is_ascii() && !name.contains(['"', '\\', '<', '>']) => {
             format!("\"{name}\" <{}>", address.as_typed())
         }
-        Some(name) => format!(
-            "=?utf-8?B?{}?= <{}>",
-            base64::engine::general_purpose::STANDARD.encode(name),
-            address.as_typed()
-        ),
+        Some(name) => {
+            format!("=?utf-8?B?{}?= <{}>", base64::engine::general_purpose::STANDARD.encode(name), address.as_typed())
+        }
     }
 }
 
@@ -271,33 +224,18 @@ mod tests {
     const LINK: &str = "https://auth.example.com/confirm-email?token=abc.def.ghi";
 
     fn settings(pairs: &[(&str, &str)]) -> MailSettings {
-        let env: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let env: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         MailSettings::from_config(&env).unwrap()
     }
 
     #[test]
     fn every_shipped_locale_renders_all_three_parts_with_the_link() {
         for locale in MAIL_LOCALES {
-            let mail = MailTemplates::default()
-                .render_confirmation(locale, "Acme", LINK, 24)
-                .unwrap();
-            assert!(
-                mail.subject.contains("Acme") && !mail.subject.contains('\n'),
-                "{locale}: {}",
-                mail.subject
-            );
-            assert!(
-                mail.text.contains(LINK) && mail.text.contains("24"),
-                "{locale}"
-            );
+            let mail = MailTemplates::default().render_confirmation(locale, "Acme", LINK, 24).unwrap();
+            assert!(mail.subject.contains("Acme") && !mail.subject.contains('\n'), "{locale}: {}", mail.subject);
+            assert!(mail.text.contains(LINK) && mail.text.contains("24"), "{locale}");
             assert!(mail.html.contains(&format!("href=\"{LINK}\"")), "{locale}");
-            assert!(
-                mail.html.contains(&format!("lang=\"{locale}\"")),
-                "{locale}"
-            );
+            assert!(mail.html.contains(&format!("lang=\"{locale}\"")), "{locale}");
         }
     }
 
@@ -311,51 +249,35 @@ mod tests {
         assert_eq!(defaults.choose_locale(Some(&ja), None), "en");
         assert_eq!(defaults.choose_locale(None, Some(&de)), "de");
         assert_eq!(defaults.choose_locale(Some(&ja), Some(&de)), "de");
-        let french_default = settings(&[
-            ("SENDER_ADDRESS", "no-reply@example.com"),
-            ("DEFAULT_LOCALE", "fr"),
-        ]);
+        let french_default = settings(&[("SENDER_ADDRESS", "no-reply@example.com"), ("DEFAULT_LOCALE", "fr")]);
         assert_eq!(french_default.choose_locale(Some(&ja), None), "fr");
     }
 
     #[test]
     fn the_french_mail_is_in_french() {
-        let mail = MailTemplates::default()
-            .render_confirmation("fr", "Acme", LINK, 24)
-            .unwrap();
+        let mail = MailTemplates::default().render_confirmation("fr", "Acme", LINK, 24).unwrap();
         assert_eq!(mail.subject, "Confirmez votre adresse e-mail pour Acme");
         assert!(mail.html.contains("Confirmer mon adresse"));
     }
 
     #[test]
     fn the_app_name_is_escaped_in_html_but_not_in_text() {
-        let mail = MailTemplates::default()
-            .render_confirmation("en", "<Acme & Co>", LINK, 24)
-            .unwrap();
+        let mail = MailTemplates::default().render_confirmation("en", "<Acme & Co>", LINK, 24).unwrap();
         assert!(mail.html.contains("&lt;Acme &amp; Co&gt;") && !mail.html.contains("<Acme"));
         assert!(mail.text.contains("<Acme & Co>"));
     }
 
     #[test]
     fn a_template_file_in_the_templates_dir_replaces_the_shipped_one() {
-        let dir =
-            std::env::temp_dir().join(format!("mailconfirm-mail-test-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("mailconfirm-mail-test-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("en")).unwrap();
-        std::fs::write(
-            dir.join("en/subject.txt"),
-            "Welcome to {{ app_name }}, confirm please",
-        )
-        .unwrap();
+        std::fs::write(dir.join("en/subject.txt"), "Welcome to {{ app_name }}, confirm please").unwrap();
         let custom = MailTemplates::new(Some(dir.clone()));
         let mail = custom.render_confirmation("en", "Acme", LINK, 24).unwrap();
         assert_eq!(mail.subject, "Welcome to Acme, confirm please");
         assert!(mail.text.contains(LINK), "other parts stay shipped");
         std::fs::write(dir.join("en/subject.txt"), "{% if %}").unwrap();
-        assert!(
-            MailTemplates::new(Some(dir.clone()))
-                .render_confirmation("en", "Acme", LINK, 24)
-                .is_err()
-        );
+        assert!(MailTemplates::new(Some(dir.clone())).render_confirmation("en", "Acme", LINK, 24).is_err());
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -363,30 +285,16 @@ mod tests {
     fn a_display_name_is_quoted_or_mime_encoded() {
         let sender = EmailAddress::parse("no-reply@example.com").unwrap();
         assert_eq!(from_header(&sender, None), "no-reply@example.com");
-        assert_eq!(
-            from_header(&sender, Some("Acme")),
-            "\"Acme\" <no-reply@example.com>"
-        );
-        assert_eq!(
-            from_header(&sender, Some("Café")),
-            "=?utf-8?B?Q2Fmw6k=?= <no-reply@example.com>"
-        );
+        assert_eq!(from_header(&sender, Some("Acme")), "\"Acme\" <no-reply@example.com>");
+        assert_eq!(from_header(&sender, Some("Café")), "=?utf-8?B?Q2Fmw6k=?= <no-reply@example.com>");
     }
 
     #[test]
     fn an_unshipped_default_locale_is_refused_at_start_up() {
-        let env: HashMap<String, String> = [
-            ("SENDER_ADDRESS", "a@example.com"),
-            ("DEFAULT_LOCALE", "ja"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        assert!(
-            MailSettings::from_config(&env)
-                .unwrap_err()
-                .to_string()
-                .contains("DEFAULT_LOCALE")
-        );
+        let env: HashMap<String, String> = [("SENDER_ADDRESS", "a@example.com"), ("DEFAULT_LOCALE", "ja")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert!(MailSettings::from_config(&env).unwrap_err().to_string().contains("DEFAULT_LOCALE"));
     }
 }

@@ -21,11 +21,7 @@ pub enum MessageError {
 pub fn parse_message(body: &str) -> Result<SignUp, MessageError> {
     let mut value: serde_json::Value =
         serde_json::from_str(body).map_err(|err| MessageError::NotJson(err.classify_name()))?;
-    if let Some(detail) = value
-        .get_mut("detail")
-        .filter(|d| d.is_object())
-        .map(serde_json::Value::take)
-    {
+    if let Some(detail) = value.get_mut("detail").filter(|d| d.is_object()).map(serde_json::Value::take) {
         value = detail;
     }
     let event: SignUpEvent = serde_json::from_value(value)
@@ -40,12 +36,7 @@ trait ClassifyName {
 impl ClassifyName for serde_json::Error {
     // Never the message's text: serde_json quotes the offending input, which may hold an address.
     fn classify_name(&self) -> String {
-        format!(
-            "{:?} error at line {} column {}",
-            self.classify(),
-            self.line(),
-            self.column()
-        )
+        format!("{:?} error at line {} column {}", self.classify(), self.line(), self.column())
     }
 }
 
@@ -53,9 +44,7 @@ impl ClassifyName for serde_json::Error {
 async fn process_message(sender: &ConfirmationSender, body: &str) -> bool {
     let outcome = match parse_message(body) {
         // Boxed: the nested SDK futures are otherwise too deep for the compiler's layout query.
-        Ok(sign_up) => Box::pin(process_sign_up(sender, &sign_up, UnixTime::now()))
-            .await
-            .map_err(anyhow::Error::from),
+        Ok(sign_up) => Box::pin(process_sign_up(sender, &sign_up, UnixTime::now())).await.map_err(anyhow::Error::from),
         Err(err) => Err(anyhow::Error::from(err)),
     };
     match outcome {
@@ -96,8 +85,7 @@ mod tests {
 
     #[test]
     fn a_plain_body_and_an_eventbridge_envelope_give_the_same_sign_up() {
-        let plain =
-            parse_message(r#"{"user_id":"u1","email":"a@example.org","locale":"fr"}"#).unwrap();
+        let plain = parse_message(r#"{"user_id":"u1","email":"a@example.org","locale":"fr"}"#).unwrap();
         let wrapped = parse_message(
             r#"{"version":"0","id":"e1","detail-type":"UserSignedUp","source":"app.signup","detail":{"user_id":"u1","email":"a@example.org","locale":"fr"}}"#,
         )
@@ -107,17 +95,9 @@ mod tests {
 
     #[test]
     fn malformed_bodies_are_errors_whose_text_never_quotes_the_input() {
-        let err = parse_message("{\"email\": \"secret@example.org\"")
-            .unwrap_err()
-            .to_string();
+        let err = parse_message("{\"email\": \"secret@example.org\"").unwrap_err().to_string();
         assert!(!err.contains("secret"), "{err}");
-        assert!(matches!(
-            parse_message("[1,2]"),
-            Err(MessageError::NotJson(_))
-        ));
-        assert!(matches!(
-            parse_message(r#"{"user_id":"u1","email":"nope"}"#),
-            Err(MessageError::Invalid(_))
-        ));
+        assert!(matches!(parse_message("[1,2]"), Err(MessageError::NotJson(_))));
+        assert!(matches!(parse_message(r#"{"user_id":"u1","email":"nope"}"#), Err(MessageError::Invalid(_))));
     }
 }

@@ -17,9 +17,7 @@ use aws_sdk_dynamodb::types::{
 };
 
 use crate::aws::AwsClients;
-use crate::domain::{
-    AddressTag, ClientId, EmailAddress, Locale, SignUp, UnixTime, User, UserId, UserStatus,
-};
+use crate::domain::{AddressTag, ClientId, EmailAddress, Locale, SignUp, UnixTime, User, UserId, UserStatus};
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -113,16 +111,11 @@ impl UserStore {
             return Err(anyhow!(err).context("creating a pending user"));
         };
         let reasons = canceled.cancellation_reasons();
-        let failed = |index: usize| {
-            reasons.get(index).and_then(|r| r.code()) == Some("ConditionalCheckFailed")
-        };
+        let failed = |index: usize| reasons.get(index).and_then(|r| r.code()) == Some("ConditionalCheckFailed");
         if failed(0) {
-            let existing = match reasons[0].item() {
-                Some(item) => Some(user_from_item(item)?),
-                None => self.get_user(&user.id).await?,
-            };
-            let existing = existing.context("the user vanished while being created")?;
-            return Ok(CreateOutcome::Existing(existing));
+            // ALL_OLD on condition failure: the reason carries the user that was there.
+            let existing = reasons[0].item().context("the cancellation reason holds no user")?;
+            return Ok(CreateOutcome::Existing(user_from_item(existing)?));
         }
         if failed(1) {
             return Ok(CreateOutcome::AddressTaken);
@@ -140,9 +133,7 @@ impl UserStore {
         condition: ClaimCondition,
     ) -> anyhow::Result<Result<Claim, Option<User>>> {
         let cooldown_condition = match condition {
-            ClaimCondition::CooldownOver => {
-                "(attribute_not_exists(cooldown_until) OR cooldown_until <= :now)"
-            }
+            ClaimCondition::CooldownOver => "(attribute_not_exists(cooldown_until) OR cooldown_until <= :now)",
             ClaimCondition::NothingSentYet => "attribute_not_exists(cooldown_until)",
         };
         let result = self
@@ -153,14 +144,9 @@ impl UserStore {
             .table_name(&self.table)
             .key("pk", user_key(user_id))
             .update_expression("SET cooldown_until = :until, updated_at = :now")
-            .condition_expression(format!(
-                "attribute_exists(pk) AND #status = :pending AND {cooldown_condition}"
-            ))
+            .condition_expression(format!("attribute_exists(pk) AND #status = :pending AND {cooldown_condition}"))
             .expression_attribute_names("#status", "status")
-            .expression_attribute_values(
-                ":pending",
-                status_value(UserStatus::EmailConfirmationPending),
-            )
+            .expression_attribute_values(":pending", status_value(UserStatus::EmailConfirmationPending))
             .expression_attribute_values(":now", number(now.0))
             .expression_attribute_values(":until", number(until.0))
             .return_values(ReturnValue::AllOld)
@@ -169,13 +155,8 @@ impl UserStore {
             .await;
         match result {
             Ok(output) => {
-                let item = output
-                    .attributes()
-                    .context("the claimed user came back empty")?;
-                Ok(Ok(Claim {
-                    user: user_from_item(item)?,
-                    until,
-                }))
+                let item = output.attributes().context("the claimed user came back empty")?;
+                Ok(Ok(Claim { user: user_from_item(item)?, until }))
             }
             Err(err) => Ok(Err(seen_on_refusal(err, "claiming a send")?)),
         }
@@ -222,14 +203,9 @@ impl UserStore {
             .table_name(&self.table)
             .key("pk", user_key(user_id))
             .update_expression("SET #status = :enabled, confirmed_at = :now, updated_at = :now")
-            .condition_expression(
-                "attribute_exists(pk) AND #status = :pending AND address_tag = :tag",
-            )
+            .condition_expression("attribute_exists(pk) AND #status = :pending AND address_tag = :tag")
             .expression_attribute_names("#status", "status")
-            .expression_attribute_values(
-                ":pending",
-                status_value(UserStatus::EmailConfirmationPending),
-            )
+            .expression_attribute_values(":pending", status_value(UserStatus::EmailConfirmationPending))
             .expression_attribute_values(":enabled", status_value(UserStatus::Enabled))
             .expression_attribute_values(":tag", AttributeValue::S(address.as_str().into()))
             .expression_attribute_values(":now", number(now.0))
@@ -239,9 +215,7 @@ impl UserStore {
             .await;
         match result {
             Ok(output) => {
-                let item = output
-                    .attributes()
-                    .context("the confirmed user came back empty")?;
+                let item = output.attributes().context("the confirmed user came back empty")?;
                 Ok(Ok(user_from_item(item)?))
             }
             Err(err) => Ok(Err(seen_on_refusal(err, "confirming a user")?)),
@@ -266,21 +240,15 @@ impl UserStore {
 }
 
 /// The item a failed condition saw, or the error if the write failed for another reason.
-fn seen_on_refusal(
-    err: SdkError<UpdateItemError, HttpResponse>,
-    doing: &'static str,
-) -> anyhow::Result<Option<User>> {
+fn seen_on_refusal(err: SdkError<UpdateItemError, HttpResponse>, doing: &'static str) -> anyhow::Result<Option<User>> {
     match err.into_service_error() {
-        UpdateItemError::ConditionalCheckFailedException(refusal) => {
-            refusal.item().map(user_from_item).transpose()
-        }
+        UpdateItemError::ConditionalCheckFailedException(refusal) => refusal.item().map(user_from_item).transpose(),
         other => Err(anyhow!(other).context(doing)),
     }
 }
 
 fn is_condition_failure(err: &SdkError<UpdateItemError, HttpResponse>) -> bool {
-    err.as_service_error()
-        .is_some_and(UpdateItemError::is_conditional_check_failed_exception)
+    err.as_service_error().is_some_and(UpdateItemError::is_conditional_check_failed_exception)
 }
 
 fn user_key(id: &UserId) -> AttributeValue {
@@ -303,22 +271,10 @@ fn user_item(user: &User, now: UnixTime) -> Item {
     let mut item = Item::from([
         ("pk".to_owned(), user_key(&user.id)),
         ("kind".to_owned(), AttributeValue::S("user".into())),
-        (
-            "user_id".to_owned(),
-            AttributeValue::S(user.id.as_str().into()),
-        ),
-        (
-            "email".to_owned(),
-            AttributeValue::S(user.email.as_typed().into()),
-        ),
-        (
-            "email_normalized".to_owned(),
-            AttributeValue::S(user.email.normalized().into()),
-        ),
-        (
-            "address_tag".to_owned(),
-            AttributeValue::S(user.email.tag().as_str().into()),
-        ),
+        ("user_id".to_owned(), AttributeValue::S(user.id.as_str().into())),
+        ("email".to_owned(), AttributeValue::S(user.email.as_typed().into())),
+        ("email_normalized".to_owned(), AttributeValue::S(user.email.normalized().into())),
+        ("address_tag".to_owned(), AttributeValue::S(user.email.tag().as_str().into())),
         ("status".to_owned(), status_value(user.status)),
         ("created_at".to_owned(), number(user.created_at.0)),
         ("updated_at".to_owned(), number(now.0)),
@@ -327,10 +283,7 @@ fn user_item(user: &User, now: UnixTime) -> Item {
         item.insert("locale".into(), AttributeValue::S(locale.as_str().into()));
     }
     if let Some(client_id) = &user.client_id {
-        item.insert(
-            "client_id".into(),
-            AttributeValue::S(client_id.as_str().into()),
-        );
+        item.insert("client_id".into(), AttributeValue::S(client_id.as_str().into()));
     }
     if let Some(until) = user.cooldown_until {
         item.insert("cooldown_until".into(), number(until.0));
@@ -345,30 +298,20 @@ fn required<'a>(name: &str, value: Option<&'a str>) -> anyhow::Result<&'a str> {
 fn user_from_item(item: &Item) -> anyhow::Result<User> {
     let text = |name: &str| -> anyhow::Result<Option<&str>> {
         item.get(name)
-            .map(|value| {
-                value
-                    .as_s()
-                    .map(String::as_str)
-                    .map_err(|_| anyhow!("attribute {name} is not a string"))
-            })
+            .map(|value| value.as_s().map(String::as_str).map_err(|_| anyhow!("attribute {name} is not a string")))
             .transpose()
     };
     let time = |name: &str| -> anyhow::Result<Option<UnixTime>> {
         item.get(name)
             .map(|value| {
-                let n = value
-                    .as_n()
-                    .map_err(|_| anyhow!("attribute {name} is not a number"))?;
-                n.parse()
-                    .map(UnixTime)
-                    .with_context(|| format!("attribute {name} is not an integer"))
+                let n = value.as_n().map_err(|_| anyhow!("attribute {name} is not a number"))?;
+                n.parse().map(UnixTime).with_context(|| format!("attribute {name} is not an integer"))
             })
             .transpose()
     };
     let id = UserId::parse(required("user_id", text("user_id")?)?).context("stored user_id")?;
     let email = EmailAddress::parse(required("email", text("email")?)?).context("stored email")?;
-    let status = UserStatus::parse(required("status", text("status")?)?)
-        .context("stored status is unknown")?;
+    let status = UserStatus::parse(required("status", text("status")?)?).context("stored status is unknown")?;
     Ok(User {
         id,
         email,

@@ -8,16 +8,13 @@ use std::sync::Arc;
 use anyhow::{Context, anyhow};
 use base64::Engine as _;
 use lambda_http::request::LambdaRequest;
-use lambda_http::{
-    Adapter, Body, Context as LambdaContext, LambdaEvent, Request, Response, Service, service_fn,
-};
+use lambda_http::{Adapter, Body, Context as LambdaContext, LambdaEvent, Request, Response, Service, service_fn};
 use serde_json::{Value, json};
 
 use crate::template::RouteSpec;
 
 /// A function's HTTP handler, as its binary runs it.
-pub type HttpFunction =
-    Arc<dyn Fn(Request) -> futures_lite::BoxedFuture<Response<Body>> + Send + Sync>;
+pub type HttpFunction = Arc<dyn Fn(Request) -> futures_lite::BoxedFuture<Response<Body>> + Send + Sync>;
 
 pub mod futures_lite {
     pub type BoxedFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
@@ -69,18 +66,12 @@ pub struct Gateway {
 impl Gateway {
     /// Every route of the template, each bound to its binary's handler. A route whose binary
     /// has no handler here is an error: the local stack must serve what AWS would.
-    pub fn new(
-        routes: Vec<RouteSpec>,
-        functions: &BTreeMap<String, HttpFunction>,
-    ) -> anyhow::Result<Self> {
+    pub fn new(routes: Vec<RouteSpec>, functions: &BTreeMap<String, HttpFunction>) -> anyhow::Result<Self> {
         let routes = routes
             .into_iter()
             .map(|spec| {
                 let function = functions.get(&spec.binary).cloned().with_context(|| {
-                    format!(
-                        "no local handler for {} (route {} {})",
-                        spec.binary, spec.method, spec.path
-                    )
+                    format!("no local handler for {} (route {} {})", spec.binary, spec.method, spec.path)
                 })?;
                 Ok(Route { spec, function })
             })
@@ -89,10 +80,7 @@ impl Gateway {
     }
 
     pub fn function(&self, binary: &str) -> Option<HttpFunction> {
-        self.routes
-            .iter()
-            .find(|route| route.spec.binary == binary)
-            .map(|route| route.function.clone())
+        self.routes.iter().find(|route| route.spec.binary == binary).map(|route| route.function.clone())
     }
 
     pub fn route_specs(&self) -> impl Iterator<Item = &RouteSpec> {
@@ -121,8 +109,7 @@ impl Gateway {
 /// Runs a handler on an API Gateway v2 event, as `lambda_http::run` would, and returns the
 /// response event (statusCode, headers, cookies, body, isBase64Encoded).
 pub async fn invoke(function: &HttpFunction, event: Value) -> anyhow::Result<Value> {
-    let payload: LambdaRequest =
-        serde_json::from_value(event).context("not an API Gateway v2 event")?;
+    let payload: LambdaRequest = serde_json::from_value(event).context("not an API Gateway v2 event")?;
     let function = function.clone();
     let mut adapter = Adapter::from(service_fn(move |request: Request| {
         let function = function.clone();
@@ -130,10 +117,7 @@ pub async fn invoke(function: &HttpFunction, event: Value) -> anyhow::Result<Val
     }));
     let mut context = LambdaContext::default();
     context.request_id = format!("local-{}", uuid_like());
-    let response = adapter
-        .call(LambdaEvent::new(payload, context))
-        .await
-        .map_err(|err| anyhow!(err))?;
+    let response = adapter.call(LambdaEvent::new(payload, context)).await.map_err(|err| anyhow!(err))?;
     serde_json::to_value(response).context("serialising the Lambda response")
 }
 
@@ -219,27 +203,16 @@ pub fn api_gateway_event(
     let mut headers = request.headers.clone();
     let cookies: Vec<String> = headers
         .remove("cookie")
-        .map(|c| {
-            c.split(';')
-                .map(|part| part.trim().to_owned())
-                .filter(|p| !p.is_empty())
-                .collect()
-        })
+        .map(|c| c.split(';').map(|part| part.trim().to_owned()).filter(|p| !p.is_empty()).collect())
         .unwrap_or_default();
     let route_key = format!("{} {}", route.method, route.path);
     let now = time::OffsetDateTime::now_utc();
     let (body, is_base64) = if request.body.is_empty() {
         (Value::Null, false)
     } else if is_text(headers.get("content-type")) && std::str::from_utf8(&request.body).is_ok() {
-        (
-            Value::String(String::from_utf8_lossy(&request.body).into_owned()),
-            false,
-        )
+        (Value::String(String::from_utf8_lossy(&request.body).into_owned()), false)
     } else {
-        (
-            Value::String(base64::engine::general_purpose::STANDARD.encode(&request.body)),
-            true,
-        )
+        (Value::String(base64::engine::general_purpose::STANDARD.encode(&request.body)), true)
     };
     let query = query_parameters(&request.raw_query);
     let mut event = json!({
@@ -287,11 +260,7 @@ fn gateway_response(response: &Value) -> GatewayResponse {
     let status = response["statusCode"].as_u64().unwrap_or(500) as u16;
     let mut headers: Vec<(String, String)> = response["headers"]
         .as_object()
-        .map(|h| {
-            h.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-                .collect()
-        })
+        .map(|h| h.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
         .unwrap_or_default();
     if let Some(multi) = response["multiValueHeaders"].as_object() {
         for (name, values) in multi {
@@ -301,41 +270,24 @@ fn gateway_response(response: &Value) -> GatewayResponse {
         }
     }
     for cookie in response["cookies"].as_array().into_iter().flatten() {
-        headers.push((
-            "set-cookie".into(),
-            cookie.as_str().unwrap_or_default().to_owned(),
-        ));
+        headers.push(("set-cookie".into(), cookie.as_str().unwrap_or_default().to_owned()));
     }
     let body = match response["body"].as_str() {
         None => Vec::new(),
         Some(text) if response["isBase64Encoded"] == true => {
-            base64::engine::general_purpose::STANDARD
-                .decode(text)
-                .unwrap_or_default()
+            base64::engine::general_purpose::STANDARD.decode(text).unwrap_or_default()
         }
         Some(text) => text.as_bytes().to_vec(),
     };
-    GatewayResponse {
-        status,
-        headers,
-        body,
-    }
+    GatewayResponse { status, headers, body }
 }
 
 /// A unique enough request id for local use.
 pub fn uuid_like() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!(
-        "{:x}-{:x}-{:x}",
-        std::process::id(),
-        nanos,
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("{:x}-{:x}-{:x}", std::process::id(), nanos, COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
 #[cfg(test)]
@@ -344,33 +296,12 @@ mod tests {
 
     #[test]
     fn paths_match_literal_segments_and_decode_parameters() {
-        assert_eq!(
-            match_path(
-                "/api/auth/email/verification",
-                "/api/auth/email/verification"
-            ),
-            Some(BTreeMap::new())
-        );
-        assert_eq!(
-            match_path(
-                "/api/auth/email/verification",
-                "/api/auth/email/verification/send"
-            ),
-            None
-        );
-        let params = match_path(
-            "/api/users/resendconfirmation/{identity}",
-            "/api/users/resendconfirmation/a%40b.com",
-        )
-        .unwrap();
+        assert_eq!(match_path("/api/auth/email/verification", "/api/auth/email/verification"), Some(BTreeMap::new()));
+        assert_eq!(match_path("/api/auth/email/verification", "/api/auth/email/verification/send"), None);
+        let params =
+            match_path("/api/users/resendconfirmation/{identity}", "/api/users/resendconfirmation/a%40b.com").unwrap();
         assert_eq!(params["identity"], "a@b.com");
-        assert_eq!(
-            match_path(
-                "/api/users/resendconfirmation/{identity}",
-                "/api/users/resendconfirmation/"
-            ),
-            None
-        );
+        assert_eq!(match_path("/api/users/resendconfirmation/{identity}", "/api/users/resendconfirmation/"), None);
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub struct TestStack {
     pub table: String,
     pub aws: Arc<AwsClients>,
     pub http: reqwest::Client,
+    /// The AWS operations each function has made so far.
+    pub operations: std::collections::BTreeMap<String, crate::stack::OperationRecorder>,
 }
 
 impl TestStack {
@@ -32,9 +34,7 @@ impl TestStack {
     /// table is always created; `adjust` may point `TABLE_NAME` elsewhere (another stack's
     /// table, or one that does not exist).
     pub async fn start_with(adjust: impl FnOnce(&mut HashMap<String, String>)) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a free loopback port");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free loopback port");
         let base_url = format!("http://{}", listener.local_addr().expect("a bound address"));
         let table = format!("test-{}", uuid_like());
         let mut env = local_env(&table, &base_url);
@@ -43,13 +43,9 @@ impl TestStack {
 
         let template = Template::load().expect("the SAM template");
         let aws = Arc::new(AwsClients::new());
-        create_table(&aws, &template, &table)
-            .await
-            .expect("the table in moto");
-        verify_sender(&aws, LOCAL_SENDER)
-            .await
-            .expect("the sender identity in moto");
-        let functions = Functions::build(&env, aws.clone()).expect("every function configured");
+        create_table(&aws, &template, &table).await.expect("the table in moto");
+        verify_sender(&aws, LOCAL_SENDER).await.expect("the sender identity in moto");
+        let functions = Functions::build(&env).expect("every function configured");
         let api = Arc::new(LocalApi {
             gateway: functions.gateway(&template).expect("every route bound"),
             sign_up: functions.sign_up.clone(),
@@ -63,6 +59,7 @@ impl TestStack {
             table: functions_table,
             aws,
             http: reqwest::Client::new(),
+            operations: functions.operations,
         }
     }
 
@@ -84,9 +81,7 @@ impl TestStack {
     pub async fn signed_up_user(&self, locale: Option<&str>) -> (String, String) {
         let user_id = format!("user-{}", uuid_like());
         let email = self.unique_email("ada");
-        let response = self
-            .sign_up(json!({ "user_id": user_id, "email": email, "locale": locale }))
-            .await;
+        let response = self.sign_up(json!({ "user_id": user_id, "email": email, "locale": locale })).await;
         assert!(response.batch_item_failures.is_empty(), "sign-up failed");
         (user_id, email)
     }
@@ -102,14 +97,8 @@ impl TestStack {
     /// The token of the newest confirmation link mailed to `email`.
     pub async fn latest_link_token(&self, email: &str) -> String {
         let mails = self.mails_to(email).await;
-        let link = mails
-            .last()
-            .and_then(|m| m["link"].as_str())
-            .expect("a mail with a link")
-            .to_owned();
-        mailconfirm::link_token::token_of(&link)
-            .expect("a token in the link")
-            .to_owned()
+        let link = mails.last().and_then(|m| m["link"].as_str()).expect("a mail with a link").to_owned();
+        mailconfirm::link_token::token_of(&link).expect("a token in the link").to_owned()
     }
 
     /// The user's stored item, read straight from the table.
@@ -128,8 +117,6 @@ impl TestStack {
     }
 
     pub async fn stored_status(&self, user_id: &str) -> Option<String> {
-        self.stored_user(user_id)
-            .await
-            .and_then(|item| item.get("status").and_then(|s| s.as_s().ok()).cloned())
+        self.stored_user(user_id).await.and_then(|item| item.get("status").and_then(|s| s.as_s().ok()).cloned())
     }
 }

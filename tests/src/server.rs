@@ -37,10 +37,7 @@ pub async fn serve(listener: TcpListener, api: Arc<LocalApi>) -> anyhow::Result<
                 let api = api.clone();
                 async move { Ok::<_, Infallible>(api.handle(request, peer).await) }
             });
-            if let Err(err) = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
+            if let Err(err) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
                 tracing::debug!(error = %err, "connection closed with an error");
             }
         });
@@ -62,11 +59,7 @@ fn json_reply(status: u16, value: &Value) -> HyperResponse {
 }
 
 impl LocalApi {
-    async fn handle(
-        &self,
-        request: hyper::Request<hyper::body::Incoming>,
-        peer: SocketAddr,
-    ) -> HyperResponse {
+    async fn handle(&self, request: hyper::Request<hyper::body::Incoming>, peer: SocketAddr) -> HyperResponse {
         let (parts, body) = request.into_parts();
         let body = match body.collect().await {
             Ok(collected) => collected.to_bytes().to_vec(),
@@ -77,11 +70,7 @@ impl LocalApi {
         let mut headers: BTreeMap<String, String> = BTreeMap::new();
         for (name, value) in &parts.headers {
             let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-            let separator = if name == http::header::COOKIE {
-                "; "
-            } else {
-                ","
-            };
+            let separator = if name == http::header::COOKIE { "; " } else { "," };
             headers
                 .entry(name.as_str().to_owned())
                 .and_modify(|existing| {
@@ -103,18 +92,12 @@ impl LocalApi {
             return self.local_tool(&request).await;
         }
         match self.gateway.dispatch(request).await {
-            Ok(GatewayResponse {
-                status,
-                headers,
-                body,
-            }) => {
+            Ok(GatewayResponse { status, headers, body }) => {
                 let mut builder = hyper::Response::builder().status(status);
                 for (name, value) in headers {
                     builder = builder.header(name, value);
                 }
-                builder
-                    .body(Full::new(Bytes::from(body)))
-                    .unwrap_or_default()
+                builder.body(Full::new(Bytes::from(body))).unwrap_or_default()
             }
             Err(err) => {
                 // API Gateway answers 500 when the integration itself fails.
@@ -138,10 +121,7 @@ impl LocalApi {
                     let response = self.publish_sign_up(&event).await;
                     json_reply(200, &serde_json::to_value(response).unwrap_or_default())
                 }
-                Err(_) => json_reply(
-                    400,
-                    &json!({"message": "the body must be a JSON sign-up event"}),
-                ),
+                Err(_) => json_reply(400, &json!({"message": "the body must be a JSON sign-up event"})),
             },
             ("POST", "/_local/token") => match serde_json::from_slice::<Value>(&request.body) {
                 Ok(claims) if claims.get("sub").is_some_and(Value::is_string) => {
@@ -152,23 +132,13 @@ impl LocalApi {
                     &json!({"message": "the body must be a JSON object of claims with a string \"sub\""}),
                 ),
             },
-            ("GET", "/_local/inbox.json") => {
-                match self.inbox(query.get("to").map(String::as_str)).await {
-                    Ok(messages) => json_reply(200, &json!({ "messages": messages })),
-                    Err(err) => json_reply(
-                        502,
-                        &json!({"message": format!("could not read moto's outbox: {err:#}")}),
-                    ),
-                }
-            }
-            ("GET", "/_local/inbox") => match self.inbox(query.get("to").map(String::as_str)).await
-            {
+            ("GET", "/_local/inbox.json") => match self.inbox(query.get("to").map(String::as_str)).await {
+                Ok(messages) => json_reply(200, &json!({ "messages": messages })),
+                Err(err) => json_reply(502, &json!({"message": format!("could not read moto's outbox: {err:#}")})),
+            },
+            ("GET", "/_local/inbox") => match self.inbox(query.get("to").map(String::as_str)).await {
                 Ok(messages) => respond(200, "text/html; charset=utf-8", inbox_page(&messages)),
-                Err(err) => respond(
-                    502,
-                    "text/plain",
-                    format!("could not read moto's outbox: {err:#}"),
-                ),
+                Err(err) => respond(502, "text/plain", format!("could not read moto's outbox: {err:#}")),
             },
             _ => json_reply(404, &json!({"message": "Not Found"})),
         }
@@ -219,12 +189,7 @@ impl LocalApi {
         let routes: String = self
             .gateway
             .route_specs()
-            .map(|r| {
-                format!(
-                    "<li><code>{} {}</code> → {}</li>",
-                    r.method, r.path, r.binary
-                )
-            })
+            .map(|r| format!("<li><code>{} {}</code> → {}</li>", r.method, r.path, r.binary))
             .collect();
         format!(
             "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>mailconfirm local</title></head><body>\
@@ -262,37 +227,24 @@ pub fn sqs_event_for(event: &Value) -> Value {
 /// An access token for the local issuer and audience, valid for an hour unless the claims say otherwise.
 pub fn mint_access_token(mut claims: Value) -> String {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let defaults = [
-        ("iss", json!(LOCAL_ISSUER)),
-        ("aud", json!(LOCAL_AUDIENCE)),
-        ("iat", json!(now)),
-        ("exp", json!(now + 3600)),
-    ];
+    let defaults =
+        [("iss", json!(LOCAL_ISSUER)), ("aud", json!(LOCAL_AUDIENCE)), ("iat", json!(now)), ("exp", json!(now + 3600))];
     for (name, value) in defaults {
         if claims.get(name).is_none() {
             claims[name] = value;
         }
     }
-    jsonwebtoken::encode(
-        &Header::default(),
-        &claims,
-        &EncodingKey::from_secret(LOCAL_ACCESS_TOKEN_SECRET.as_bytes()),
-    )
-    .unwrap_or_default()
+    jsonwebtoken::encode(&Header::default(), &claims, &EncodingKey::from_secret(LOCAL_ACCESS_TOKEN_SECRET.as_bytes()))
+        .unwrap_or_default()
 }
 
 /// The first confirmation link in a mail's text.
 pub fn confirmation_link(text: &str) -> Option<String> {
-    text.split_whitespace()
-        .find(|word| word.contains("/confirm-email?token="))
-        .map(str::to_owned)
+    text.split_whitespace().find(|word| word.contains("/confirm-email?token=")).map(str::to_owned)
 }
 
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 fn inbox_page(messages: &[Value]) -> String {

@@ -1,15 +1,20 @@
 //! The local stack: the AWS side (moto, with the table built from the template and a verified
 //! sender) and every function's handler, configured as a deployment would configure them.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, bail};
+use aws_sdk_dynamodb::config::RuntimeComponents;
+use aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextRef;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType, TimeToLiveSpecification,
 };
-use mailconfirm::aws::AwsClients;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_types::config_bag::ConfigBag;
+use mailconfirm::aws::{AwsClients, Intercept, SharedInterceptor};
 use mailconfirm::contracts::singularity::{SendVerification, VerificationCooldown, VerifyEmail};
 use mailconfirm::usecases::send::ConfirmationSender;
 use serde_json::Value;
@@ -43,31 +48,60 @@ pub fn local_env(table_name: &str, public_base_url: &str) -> HashMap<String, Str
     .collect()
 }
 
-/// Every function of the project, built from one configuration.
+/// Records which AWS operations a function makes, as `Service:Operation`.
+#[derive(Debug, Default, Clone)]
+pub struct OperationRecorder(Arc<Mutex<BTreeSet<String>>>);
+
+impl OperationRecorder {
+    pub fn operations(&self) -> BTreeSet<String> {
+        self.0.lock().map(|set| set.clone()).unwrap_or_default()
+    }
+}
+
+impl Intercept for OperationRecorder {
+    fn name(&self) -> &'static str {
+        "OperationRecorder"
+    }
+
+    // The operation's metadata is in the bag from serialisation on, not before execution.
+    fn read_before_serialization(
+        &self,
+        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let (Some(metadata), Ok(mut operations)) = (cfg.load::<Metadata>(), self.0.lock()) {
+            operations.insert(format!("{}:{}", metadata.service(), metadata.name()));
+        }
+        Ok(())
+    }
+}
+
+/// Every function of the project, built from one configuration, each with its own AWS
+/// clients as in AWS, and a record of the operations it made.
 pub struct Functions {
     pub http: BTreeMap<String, HttpFunction>,
     pub sign_up: Arc<ConfirmationSender>,
+    pub operations: BTreeMap<String, OperationRecorder>,
 }
 
 impl Functions {
-    pub fn build(env: &HashMap<String, String>, aws: Arc<AwsClients>) -> anyhow::Result<Self> {
+    pub fn build(env: &HashMap<String, String>) -> anyhow::Result<Self> {
+        let mut operations = BTreeMap::new();
+        let mut clients_of = |binary: &str| {
+            let recorder = OperationRecorder::default();
+            operations.insert(binary.to_owned(), recorder.clone());
+            Arc::new(AwsClients::with_interceptor(SharedInterceptor::new(recorder)))
+        };
         let mut http = BTreeMap::new();
-        http.insert(
-            "singularity-send-verification".to_owned(),
-            http_function!(SendVerification::from_config(env, aws.clone())?),
-        );
-        http.insert(
-            "singularity-verification-cooldown".to_owned(),
-            http_function!(VerificationCooldown::from_config(env, aws.clone())?),
-        );
-        http.insert(
-            "singularity-verify-email".to_owned(),
-            http_function!(VerifyEmail::from_config(env, aws.clone())?),
-        );
-        Ok(Self {
-            http,
-            sign_up: Arc::new(ConfirmationSender::from_config(env, aws)?),
-        })
+        let binary = "singularity-send-verification";
+        http.insert(binary.to_owned(), http_function!(SendVerification::from_config(env, clients_of(binary))?));
+        let binary = "singularity-verification-cooldown";
+        http.insert(binary.to_owned(), http_function!(VerificationCooldown::from_config(env, clients_of(binary))?));
+        let binary = "singularity-verify-email";
+        http.insert(binary.to_owned(), http_function!(VerifyEmail::from_config(env, clients_of(binary))?));
+        let sign_up = Arc::new(ConfirmationSender::from_config(env, clients_of("signup-events"))?);
+        Ok(Self { http, sign_up, operations })
     }
 
     pub fn gateway(&self, template: &Template) -> anyhow::Result<Gateway> {
@@ -76,11 +110,7 @@ impl Functions {
 }
 
 /// Creates the table as the template defines it (idempotent) and turns on its TTL.
-pub async fn create_table(
-    aws: &AwsClients,
-    template: &Template,
-    table_name: &str,
-) -> anyhow::Result<()> {
+pub async fn create_table(aws: &AwsClients, template: &Template, table_name: &str) -> anyhow::Result<()> {
     let props = template.table_properties()?;
     let dynamodb = aws.dynamodb().await;
     let key_schema = |value: &Value| -> anyhow::Result<Vec<KeySchemaElement>> {
@@ -99,34 +129,19 @@ pub async fn create_table(
     let mut request = dynamodb
         .create_table()
         .table_name(table_name)
-        .billing_mode(BillingMode::from(
-            props["BillingMode"].as_str().unwrap_or("PAY_PER_REQUEST"),
-        ))
+        .billing_mode(BillingMode::from(props["BillingMode"].as_str().unwrap_or("PAY_PER_REQUEST")))
         .set_key_schema(Some(key_schema(&props["KeySchema"])?));
-    for attribute in props["AttributeDefinitions"]
-        .as_array()
-        .context("AttributeDefinitions")?
-    {
+    for attribute in props["AttributeDefinitions"].as_array().context("AttributeDefinitions")? {
         request = request.attribute_definitions(
             AttributeDefinition::builder()
-                .attribute_name(
-                    attribute["AttributeName"]
-                        .as_str()
-                        .context("AttributeName")?,
-                )
+                .attribute_name(attribute["AttributeName"].as_str().context("AttributeName")?)
                 .attribute_type(ScalarAttributeType::from(
-                    attribute["AttributeType"]
-                        .as_str()
-                        .context("AttributeType")?,
+                    attribute["AttributeType"].as_str().context("AttributeType")?,
                 ))
                 .build()?,
         );
     }
-    for index in props["GlobalSecondaryIndexes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
+    for index in props["GlobalSecondaryIndexes"].as_array().into_iter().flatten() {
         request = request.global_secondary_indexes(
             GlobalSecondaryIndex::builder()
                 .index_name(index["IndexName"].as_str().context("IndexName")?)
@@ -134,9 +149,7 @@ pub async fn create_table(
                 .projection(
                     Projection::builder()
                         .projection_type(ProjectionType::from(
-                            index["Projection"]["ProjectionType"]
-                                .as_str()
-                                .unwrap_or("ALL"),
+                            index["Projection"]["ProjectionType"].as_str().unwrap_or("ALL"),
                         ))
                         .build(),
                 )
@@ -145,10 +158,7 @@ pub async fn create_table(
     }
     match request.send().await {
         Ok(_) => {}
-        Err(err)
-            if err
-                .as_service_error()
-                .is_some_and(|e| e.is_resource_in_use_exception()) => {}
+        Err(err) if err.as_service_error().is_some_and(|e| e.is_resource_in_use_exception()) => {}
         Err(err) => {
             return Err(anyhow::anyhow!(err.into_service_error()).context("creating the table"));
         }
@@ -173,25 +183,10 @@ pub async fn create_table(
 
 /// Verifies the sender identity, which SES requires before it sends anything.
 pub async fn verify_sender(aws: &AwsClients, sender: &str) -> anyhow::Result<()> {
-    match aws
-        .sesv2()
-        .await
-        .create_email_identity()
-        .email_identity(sender)
-        .send()
-        .await
-    {
+    match aws.sesv2().await.create_email_identity().email_identity(sender).send().await {
         Ok(_) => Ok(()),
-        Err(err)
-            if err
-                .as_service_error()
-                .is_some_and(|e| e.is_already_exists_exception()) =>
-        {
-            Ok(())
-        }
-        Err(err) => {
-            Err(anyhow::anyhow!(err.into_service_error()).context("verifying the sender identity"))
-        }
+        Err(err) if err.as_service_error().is_some_and(|e| e.is_already_exists_exception()) => Ok(()),
+        Err(err) => Err(anyhow::anyhow!(err.into_service_error()).context("verifying the sender identity")),
     }
 }
 
@@ -199,8 +194,8 @@ pub async fn verify_sender(aws: &AwsClients, sender: &str) -> anyhow::Result<()>
 pub fn moto_url() -> anyhow::Result<String> {
     match std::env::var("AWS_ENDPOINT_URL") {
         Ok(url) if !url.is_empty() => Ok(url.trim_end_matches('/').to_owned()),
-        _ => bail!(
-            "AWS_ENDPOINT_URL is not set: start the local stack with scripts/run or the tests with scripts/test"
-        ),
+        _ => {
+            bail!("AWS_ENDPOINT_URL is not set: start the local stack with scripts/run or the tests with scripts/test")
+        }
     }
 }

@@ -7,10 +7,7 @@ use anyhow::{Context, bail};
 use serde_json::Value;
 
 pub fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the tests crate sits in the workspace")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the tests crate sits in the workspace").to_path_buf()
 }
 
 pub struct Template {
@@ -39,17 +36,12 @@ impl Template {
     }
 
     pub fn from_file(path: &Path) -> anyhow::Result<Self> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         // Intrinsic tags (`!Ref x`) come through as one-key maps (`{"!Ref": "x"}`).
-        let yaml: serde_norway::Value =
-            serde_norway::from_str(&text).context("parsing the SAM template")?;
+        let yaml: serde_norway::Value = serde_norway::from_str(&text).context("parsing the SAM template")?;
         let json = serde_json::to_value(yaml).context("converting the SAM template")?;
-        let resources = json
-            .get("Resources")
-            .and_then(Value::as_object)
-            .context("the template has no Resources")?
-            .clone();
+        let resources =
+            json.get("Resources").and_then(Value::as_object).context("the template has no Resources")?.clone();
         Ok(Self { resources })
     }
 
@@ -59,10 +51,7 @@ impl Template {
             .filter(|(_, resource)| resource["Type"] == "AWS::Serverless::Function")
             .map(|(logical_id, resource)| FunctionSpec {
                 logical_id: logical_id.clone(),
-                binary: resource["Metadata"]["BuildProperties"]["Binary"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
+                binary: resource["Metadata"]["BuildProperties"]["Binary"].as_str().unwrap_or_default().to_owned(),
                 properties: resource["Properties"].clone(),
             })
             .collect()
@@ -72,36 +61,21 @@ impl Template {
         self.functions()
             .iter()
             .flat_map(|function| {
-                let events = function.properties["Events"]
-                    .as_object()
-                    .cloned()
-                    .unwrap_or_default();
+                let events = function.properties["Events"].as_object().cloned().unwrap_or_default();
                 let binary = function.binary.clone();
-                events
-                    .into_values()
-                    .filter(|event| event["Type"] == "HttpApi")
-                    .map(move |event| RouteSpec {
-                        method: event["Properties"]["Method"]
-                            .as_str()
-                            .unwrap_or_default()
-                            .to_ascii_uppercase(),
-                        path: event["Properties"]["Path"]
-                            .as_str()
-                            .unwrap_or_default()
-                            .to_owned(),
-                        binary: binary.clone(),
-                    })
+                events.into_values().filter(|event| event["Type"] == "HttpApi").map(move |event| RouteSpec {
+                    method: event["Properties"]["Method"].as_str().unwrap_or_default().to_ascii_uppercase(),
+                    path: event["Properties"]["Path"].as_str().unwrap_or_default().to_owned(),
+                    binary: binary.clone(),
+                })
             })
             .collect()
     }
 
     /// The properties of the one DynamoDB table.
     pub fn table_properties(&self) -> anyhow::Result<&Value> {
-        let tables: Vec<&Value> = self
-            .resources
-            .values()
-            .filter(|resource| resource["Type"] == "AWS::DynamoDB::Table")
-            .collect();
+        let tables: Vec<&Value> =
+            self.resources.values().filter(|resource| resource["Type"] == "AWS::DynamoDB::Table").collect();
         match tables.as_slice() {
             [table] => Ok(&table["Properties"]),
             other => bail!("expected one AWS::DynamoDB::Table, found {}", other.len()),

@@ -17,26 +17,14 @@ async fn fifty_concurrent_sends_for_one_user_send_exactly_one_mail() {
     let token = stack.access_token(&user_id);
 
     let requests = (0..50).map(|_| {
-        let request = stack
-            .http
-            .post(stack.url("/api/auth/email/verification/send"))
-            .bearer_auth(&token)
-            .send();
+        let request = stack.http.post(stack.url("/api/auth/email/verification/send")).bearer_auth(&token).send();
         async move { request.await.expect("a response").status().as_u16() }
     });
     let mut statuses: Vec<u16> = futures_join_all(requests).await;
     statuses.sort_unstable();
 
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 200).count(),
-        1,
-        "{statuses:?}"
-    );
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 429).count(),
-        49,
-        "{statuses:?}"
-    );
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 49, "{statuses:?}");
     assert_eq!(stack.mails_to(&email).await.len(), 1);
 }
 

@@ -14,13 +14,8 @@ fn event(name: &str) -> Value {
 }
 
 async fn replay(stack: &TestStack, binary: &str, name: &str) -> (u16, Value) {
-    let function = stack
-        .api
-        .gateway_function(binary)
-        .unwrap_or_else(|| panic!("no handler for {binary}"));
-    let response = invoke(&function, event(name))
-        .await
-        .expect("the handler ran");
+    let function = stack.api.gateway_function(binary).unwrap_or_else(|| panic!("no handler for {binary}"));
+    let response = invoke(&function, event(name)).await.expect("the handler ran");
     let status = response["statusCode"].as_u64().unwrap() as u16;
     let body = response["body"]
         .as_str()
@@ -38,53 +33,25 @@ async fn the_sam_local_events_replay_the_whole_flow() {
     let sqs: SqsEvent = serde_json::from_value(event("signup-events.json")).unwrap();
     let batch = mailconfirm::signup_events::handle_batch(&stack.api.sign_up, sqs).await;
     assert!(batch.batch_item_failures.is_empty());
-    assert_eq!(
-        stack.stored_status("user-123").await.as_deref(),
-        Some("EMAIL_CONFIRMATION_PENDING")
-    );
+    assert_eq!(stack.stored_status("user-123").await.as_deref(), Some("EMAIL_CONFIRMATION_PENDING"));
 
     // singularity-verification-cooldown.json: the sign-up mail started the cooldown.
-    let (status, body) = replay(
-        &stack,
-        "singularity-verification-cooldown",
-        "singularity-verification-cooldown.json",
-    )
-    .await;
+    let (status, body) =
+        replay(&stack, "singularity-verification-cooldown", "singularity-verification-cooldown.json").await;
     assert_eq!(status, 200);
     assert!(body["remaining"].as_u64().unwrap() > 0, "{body}");
 
     // singularity-send-verification.json: refused while the cooldown runs.
-    let (status, body) = replay(
-        &stack,
-        "singularity-send-verification",
-        "singularity-send-verification.json",
-    )
-    .await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (429, Some("EMAIL_COOLDOWN_ACTIVE"))
-    );
+    let (status, body) = replay(&stack, "singularity-send-verification", "singularity-send-verification.json").await;
+    assert_eq!((status, body["code"].as_str()), (429, Some("EMAIL_COOLDOWN_ACTIVE")));
 
     // singularity-verify-email.json: its link token confirms user-123.
-    let (status, body) = replay(
-        &stack,
-        "singularity-verify-email",
-        "singularity-verify-email.json",
-    )
-    .await;
+    let (status, body) = replay(&stack, "singularity-verify-email", "singularity-verify-email.json").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["userStatus"], "ENABLED");
-    assert_eq!(
-        stack.stored_status("user-123").await.as_deref(),
-        Some("ENABLED")
-    );
+    assert_eq!(stack.stored_status("user-123").await.as_deref(), Some("ENABLED"));
 
-    let (status, _) = replay(
-        &stack,
-        "singularity-send-verification",
-        "singularity-send-verification.json",
-    )
-    .await;
+    let (status, _) = replay(&stack, "singularity-send-verification", "singularity-send-verification.json").await;
     assert_eq!(status, 304);
 }
 

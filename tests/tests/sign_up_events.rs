@@ -12,50 +12,25 @@ async fn a_sign_up_yields_exactly_one_mail_whose_link_confirms_the_user() {
     let stack = TestStack::start().await;
     let email = stack.unique_email("Ada.Lovelace");
 
-    let response = stack
-        .sign_up(json!({ "user_id": "u-42", "email": email, "locale": "en" }))
-        .await;
+    let response = stack.sign_up(json!({ "user_id": "u-42", "email": email, "locale": "en" })).await;
 
     assert!(response.batch_item_failures.is_empty());
     let mails = stack.mails_to(&email).await;
     assert_eq!(mails.len(), 1);
-    assert_eq!(
-        mails[0]["to"],
-        json!([email]),
-        "sent to the address as typed"
-    );
-    assert_eq!(
-        mails[0]["from"],
-        "\"mailconfirm (local)\" <no-reply@mailconfirm.example.com>"
-    );
-    assert_eq!(
-        mails[0]["subject"],
-        "Confirm your e-mail address for mailconfirm local"
-    );
+    assert_eq!(mails[0]["to"], json!([email]), "sent to the address as typed");
+    assert_eq!(mails[0]["from"], "\"mailconfirm (local)\" <no-reply@mailconfirm.example.com>");
+    assert_eq!(mails[0]["subject"], "Confirm your e-mail address for mailconfirm local");
     let link = mails[0]["link"].as_str().unwrap();
-    assert!(
-        link.starts_with(&format!("{}/confirm-email?token=", stack.base_url)),
-        "{link}"
-    );
+    assert!(link.starts_with(&format!("{}/confirm-email?token=", stack.base_url)), "{link}");
     assert!(mails[0]["html"].as_str().unwrap().contains(link));
-    assert_eq!(
-        stack.stored_status("u-42").await.as_deref(),
-        Some("EMAIL_CONFIRMATION_PENDING")
-    );
+    assert_eq!(stack.stored_status("u-42").await.as_deref(), Some("EMAIL_CONFIRMATION_PENDING"));
 
     let token = stack.latest_link_token(&email).await;
-    let confirmed = stack
-        .http
-        .post(stack.url(&format!("/api/auth/email/verification?token={token}")))
-        .send()
-        .await
-        .unwrap();
+    let confirmed =
+        stack.http.post(stack.url(&format!("/api/auth/email/verification?token={token}"))).send().await.unwrap();
 
     assert_eq!(confirmed.status(), StatusCode::OK);
-    assert_eq!(
-        stack.stored_status("u-42").await.as_deref(),
-        Some("ENABLED")
-    );
+    assert_eq!(stack.stored_status("u-42").await.as_deref(), Some("ENABLED"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -87,14 +62,7 @@ async fn a_sign_up_inside_an_eventbridge_envelope_is_handled_like_a_plain_one() 
     assert!(response.batch_item_failures.is_empty());
     let mails = stack.mails_to(&email).await;
     assert_eq!(mails.len(), 1);
-    assert!(
-        mails[0]["subject"]
-            .as_str()
-            .unwrap()
-            .starts_with("Confirma"),
-        "{}",
-        mails[0]["subject"]
-    );
+    assert!(mails[0]["subject"].as_str().unwrap().starts_with("Confirma"), "{}", mails[0]["subject"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -120,11 +88,7 @@ async fn only_the_bad_messages_of_a_batch_are_reported_failed() {
 
     let response = mailconfirm::signup_events::handle_batch(&stack.api.sign_up, event).await;
 
-    let failed: Vec<&str> = response
-        .batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.as_str())
-        .collect();
+    let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
     assert_eq!(failed, ["m-1", "m-2", "m-3"]);
     assert_eq!(stack.mails_to(&good_a).await.len(), 1);
     assert_eq!(stack.mails_to(&good_b).await.len(), 1);
@@ -134,72 +98,36 @@ async fn only_the_bad_messages_of_a_batch_are_reported_failed() {
 async fn an_address_owned_by_another_user_is_refused_in_any_case() {
     let stack = TestStack::start().await;
     let email = stack.unique_email("shared");
-    assert!(
-        stack
-            .sign_up(json!({ "user_id": "first", "email": email }))
-            .await
-            .batch_item_failures
-            .is_empty()
-    );
+    assert!(stack.sign_up(json!({ "user_id": "first", "email": email })).await.batch_item_failures.is_empty());
 
-    let response = stack
-        .sign_up(json!({ "user_id": "second", "email": email.to_uppercase() }))
-        .await;
+    let response = stack.sign_up(json!({ "user_id": "second", "email": email.to_uppercase() })).await;
 
     assert_eq!(response.batch_item_failures.len(), 1);
-    assert!(
-        stack.stored_user("second").await.is_none(),
-        "the transaction wrote nothing"
-    );
+    assert!(stack.stored_user("second").await.is_none(), "the transaction wrote nothing");
     assert_eq!(stack.mails_to(&email).await.len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sign_up_whose_mail_failed_is_mailed_when_the_message_comes_back() {
     let broken = TestStack::start_with(|env| {
-        env.insert(
-            "SENDER_ADDRESS".into(),
-            "unverified-sender@example.com".into(),
-        );
+        env.insert("SENDER_ADDRESS".into(), "unverified-sender@example.com".into());
     })
     .await;
     let email = broken.unique_email("retry");
     let event = json!({ "user_id": "u-retry", "email": email, "locale": "it" });
-    assert_eq!(
-        broken
-            .sign_up(event.clone())
-            .await
-            .batch_item_failures
-            .len(),
-        1
-    );
+    assert_eq!(broken.sign_up(event.clone()).await.batch_item_failures.len(), 1);
     assert!(broken.mails_to(&email).await.is_empty());
 
     let healthy = TestStack::start_with(|env| {
         env.insert("TABLE_NAME".into(), broken.table.clone());
     })
     .await;
-    assert!(
-        healthy
-            .sign_up(event.clone())
-            .await
-            .batch_item_failures
-            .is_empty()
-    );
+    assert!(healthy.sign_up(event.clone()).await.batch_item_failures.is_empty());
     assert!(healthy.sign_up(event).await.batch_item_failures.is_empty());
 
     let mails = healthy.mails_to(&email).await;
-    assert_eq!(
-        mails.len(),
-        1,
-        "sent once, after the failure, and not again"
-    );
-    assert!(
-        mails[0]["subject"]
-            .as_str()
-            .unwrap()
-            .starts_with("Conferma")
-    );
+    assert_eq!(mails.len(), 1, "sent once, after the failure, and not again");
+    assert!(mails[0]["subject"].as_str().unwrap().starts_with("Conferma"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -216,10 +144,7 @@ async fn the_local_signup_tool_publishes_through_the_same_function() {
         .unwrap();
 
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(
-        response.json::<Value>().await.unwrap(),
-        json!({ "batchItemFailures": [] })
-    );
+    assert_eq!(response.json::<Value>().await.unwrap(), json!({ "batchItemFailures": [] }));
     let inbox: Value = stack
         .http
         .get(stack.url(&format!("/_local/inbox.json?to={email}")))
@@ -233,14 +158,6 @@ async fn the_local_signup_tool_publishes_through_the_same_function() {
     for field in ["to", "subject", "text", "html", "link"] {
         assert!(!inbox["messages"][0][field].is_null(), "{field}");
     }
-    let page = stack
-        .http
-        .get(stack.url("/_local/inbox"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = stack.http.get(stack.url("/_local/inbox")).send().await.unwrap().text().await.unwrap();
     assert!(page.contains("Confirm your e-mail address for mailconfirm local"));
 }

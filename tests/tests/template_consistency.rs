@@ -30,37 +30,22 @@ fn function_resources_are_named_after_their_binaries() {
             .split('-')
             .map(|word| {
                 let mut chars = word.chars();
-                chars
-                    .next()
-                    .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
-                    .unwrap_or_default()
+                chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
             })
             .collect::<String>()
             + "Function";
         assert_eq!(function.logical_id, expected);
-        assert_eq!(
-            function.properties["CodeUri"], "..",
-            "{}",
-            function.logical_id
-        );
+        assert_eq!(function.properties["CodeUri"], "..", "{}", function.logical_id);
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_local_api_serves_every_route_of_the_template_and_no_other() {
     let stack = TestStack::start().await;
-    let template_routes: BTreeSet<_> = Template::load()
-        .unwrap()
-        .http_routes()
-        .into_iter()
-        .map(|r| (r.method, r.path, r.binary))
-        .collect();
-    let served: BTreeSet<_> = stack
-        .api
-        .gateway
-        .route_specs()
-        .map(|r| (r.method.clone(), r.path.clone(), r.binary.clone()))
-        .collect();
+    let template_routes: BTreeSet<_> =
+        Template::load().unwrap().http_routes().into_iter().map(|r| (r.method, r.path, r.binary)).collect();
+    let served: BTreeSet<_> =
+        stack.api.gateway.route_specs().map(|r| (r.method.clone(), r.path.clone(), r.binary.clone())).collect();
     assert_eq!(template_routes, served);
     assert!(!served.is_empty());
 }

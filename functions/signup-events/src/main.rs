@@ -10,9 +10,7 @@ use mailconfirm::usecases::send::ConfirmationSender;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     mailconfirm::init_telemetry();
-    let sender = mailconfirm::configure(|env| {
-        ConfirmationSender::from_config(env, Arc::new(AwsClients::new()))
-    });
+    let sender = mailconfirm::configure(|env| ConfirmationSender::from_config(env, Arc::new(AwsClients::new())));
     let sender: &'static _ = Box::leak(Box::new(sender));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         Ok::<_, Error>(mailconfirm::signup_events::handle_batch(sender, event.payload).await)

@@ -9,12 +9,7 @@ use mailconfirm::contracts::singularity::SendVerification;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     mailconfirm::init_telemetry();
-    let handler = mailconfirm::configure(|env| {
-        SendVerification::from_config(env, Arc::new(AwsClients::new()))
-    });
+    let handler = mailconfirm::configure(|env| SendVerification::from_config(env, Arc::new(AwsClients::new())));
     let handler: &'static _ = Box::leak(Box::new(handler));
-    run(service_fn(move |request| async move {
-        Ok::<_, Error>(handler.handle(request).await)
-    }))
-    .await
+    run(service_fn(move |request| async move { Ok::<_, Error>(handler.handle(request).await) })).await
 }

@@ -12,31 +12,21 @@ use crate::domain::{UnixTime, User};
 pub fn json_response(status: u16, body: &impl Serialize) -> Response<Body> {
     let body = serde_json::to_string(body).unwrap_or_default();
     let mut response = Response::new(Body::Text(body));
-    *response.status_mut() =
-        http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
+    *response.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
     response
 }
 
 /// A query parameter, `None` when absent.
 pub fn query_param(request: &Request, name: &str) -> Option<String> {
-    request
-        .query_string_parameters_ref()
-        .and_then(|params| params.first(name))
-        .map(str::to_owned)
+    request.query_string_parameters_ref().and_then(|params| params.first(name)).map(str::to_owned)
 }
 
 /// RFC 3339 in UTC with a `Z`, the form Java's `Instant.toString()` gives.
 pub fn rfc3339(time: UnixTime) -> String {
     time::OffsetDateTime::from_unix_timestamp(time.0)
         .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
         .unwrap_or_default()
 }
 

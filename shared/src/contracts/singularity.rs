@@ -48,72 +48,32 @@ impl ErrorCode {
                 "AuthenticationRequired",
                 "Authentication is required to access this resource.",
             ),
-            AccessTokenInvalid => (
-                401,
-                "ACCESS_TOKEN_INVALID",
-                "Invalid",
-                "The access token cannot be decoded or verified.",
-            ),
-            AccessTokenExpired => (
-                401,
-                "ACCESS_TOKEN_EXPIRED",
-                "Expired",
-                "The access token is expired.",
-            ),
-            InvalidRequest => (
-                400,
-                "INVALID_REQUEST",
-                "InvalidRequestFailure",
-                "The request is malformed.",
-            ),
-            UserNotFound => (
-                404,
-                "USER_NOT_FOUND",
-                "UserNotFoundFailure",
-                "User not found.",
-            ),
-            EmailAlreadyVerified => (
-                304,
-                "EMAIL_ALREADY_VERIFIED",
-                "AlreadyVerified",
-                "The user's email is already verified.",
-            ),
+            AccessTokenInvalid => {
+                (401, "ACCESS_TOKEN_INVALID", "Invalid", "The access token cannot be decoded or verified.")
+            }
+            AccessTokenExpired => (401, "ACCESS_TOKEN_EXPIRED", "Expired", "The access token is expired."),
+            InvalidRequest => (400, "INVALID_REQUEST", "InvalidRequestFailure", "The request is malformed."),
+            UserNotFound => (404, "USER_NOT_FOUND", "UserNotFoundFailure", "User not found."),
+            EmailAlreadyVerified => {
+                (304, "EMAIL_ALREADY_VERIFIED", "AlreadyVerified", "The user's email is already verified.")
+            }
             EmailCooldownActive { .. } => (
                 429,
                 "EMAIL_COOLDOWN_ACTIVE",
                 "EmailCooldownActiveFailure",
                 "Failed to send email because cooldown is active.",
             ),
-            EmailVerificationTokenMissing => (
-                401,
-                "EMAIL_VERIFICATION_TOKEN_MISSING",
-                "Missing",
-                "The email verification token is missing.",
-            ),
-            EmailVerificationTokenInvalid => (
-                401,
-                "EMAIL_VERIFICATION_TOKEN_INVALID",
-                "Invalid",
-                "The email verification token is invalid.",
-            ),
-            EmailVerificationTokenExpired => (
-                401,
-                "EMAIL_VERIFICATION_TOKEN_EXPIRED",
-                "Expired",
-                "The email verification token is expired.",
-            ),
-            DatabaseFailure => (
-                500,
-                "DATABASE_FAILURE",
-                "DatabaseFailure",
-                "A database operation failed.",
-            ),
-            EmailSendFailure => (
-                500,
-                "EMAIL_SEND_FAILURE",
-                "EmailSendFailure",
-                "The email could not be sent.",
-            ),
+            EmailVerificationTokenMissing => {
+                (401, "EMAIL_VERIFICATION_TOKEN_MISSING", "Missing", "The email verification token is missing.")
+            }
+            EmailVerificationTokenInvalid => {
+                (401, "EMAIL_VERIFICATION_TOKEN_INVALID", "Invalid", "The email verification token is invalid.")
+            }
+            EmailVerificationTokenExpired => {
+                (401, "EMAIL_VERIFICATION_TOKEN_EXPIRED", "Expired", "The email verification token is expired.")
+            }
+            DatabaseFailure => (500, "DATABASE_FAILURE", "DatabaseFailure", "A database operation failed."),
+            EmailSendFailure => (500, "EMAIL_SEND_FAILURE", "EmailSendFailure", "The email could not be sent."),
             EmailTemplateFailure => (
                 500,
                 "EMAIL_TEMPLATE_FAILURE",
@@ -126,12 +86,7 @@ impl ErrorCode {
                 "EmailVerificationTokenCreationFailure",
                 "The email verification token could not be created.",
             ),
-            EmailDisabled => (
-                503,
-                "EMAIL_DISABLED",
-                "Disabled",
-                "Email is disabled in this application.",
-            ),
+            EmailDisabled => (503, "EMAIL_DISABLED", "Disabled", "Email is disabled in this application."),
         }
     }
 
@@ -148,20 +103,10 @@ impl ErrorCode {
         let (status, code, error, message) = self.parts();
         let mut response = json_response(
             status,
-            &ErrorBody {
-                timestamp: rfc3339(UnixTime::now()),
-                status,
-                code,
-                error,
-                message,
-                path,
-            },
+            &ErrorBody { timestamp: rfc3339(UnixTime::now()), status, code, error, message, path },
         );
         if let ErrorCode::EmailCooldownActive { remaining_seconds } = self {
-            response.headers_mut().insert(
-                http::header::RETRY_AFTER,
-                http::HeaderValue::from(remaining_seconds),
-            );
+            response.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from(remaining_seconds));
         }
         response
     }
@@ -193,13 +138,11 @@ impl From<&SendError> for ErrorCode {
             SendError::MailDisabled => ErrorCode::EmailDisabled,
             SendError::UserNotFound => ErrorCode::UserNotFound,
             SendError::AlreadyConfirmed => ErrorCode::EmailAlreadyVerified,
-            SendError::CooldownActive { remaining_seconds } => ErrorCode::EmailCooldownActive {
-                remaining_seconds: *remaining_seconds,
-            },
-            SendError::Storage(_) => ErrorCode::DatabaseFailure,
-            SendError::Delivery(DeliveryError::TokenCreation(_)) => {
-                ErrorCode::EmailVerificationTokenCreationFailure
+            SendError::CooldownActive { remaining_seconds } => {
+                ErrorCode::EmailCooldownActive { remaining_seconds: *remaining_seconds }
             }
+            SendError::Storage(_) => ErrorCode::DatabaseFailure,
+            SendError::Delivery(DeliveryError::TokenCreation(_)) => ErrorCode::EmailVerificationTokenCreationFailure,
             SendError::Delivery(DeliveryError::Template(_)) => ErrorCode::EmailTemplateFailure,
             SendError::Delivery(DeliveryError::MailSend(_)) => ErrorCode::EmailSendFailure,
         }
@@ -210,15 +153,9 @@ impl From<&ConfirmError> for ErrorCode {
     fn from(err: &ConfirmError) -> Self {
         match err {
             ConfirmError::MailDisabled => ErrorCode::EmailDisabled,
-            ConfirmError::Token(LinkTokenError::Missing) => {
-                ErrorCode::EmailVerificationTokenMissing
-            }
-            ConfirmError::Token(LinkTokenError::Invalid) => {
-                ErrorCode::EmailVerificationTokenInvalid
-            }
-            ConfirmError::Token(LinkTokenError::Expired) => {
-                ErrorCode::EmailVerificationTokenExpired
-            }
+            ConfirmError::Token(LinkTokenError::Missing) => ErrorCode::EmailVerificationTokenMissing,
+            ConfirmError::Token(LinkTokenError::Invalid) => ErrorCode::EmailVerificationTokenInvalid,
+            ConfirmError::Token(LinkTokenError::Expired) => ErrorCode::EmailVerificationTokenExpired,
             ConfirmError::UserNotFound => ErrorCode::UserNotFound,
             ConfirmError::AlreadyConfirmed => ErrorCode::EmailAlreadyVerified,
             // Singularity has no word for it; the link no longer proves anything.
@@ -256,16 +193,12 @@ fn log_failure(code: ErrorCode, err: &dyn std::error::Error) {
 fn requested_locale(request: &Request) -> Result<Option<Locale>, ErrorCode> {
     match query_param(request, "locale").filter(|tag| !tag.trim().is_empty()) {
         None => Ok(None),
-        Some(tag) => Locale::parse(&tag)
-            .map(Some)
-            .map_err(|_| ErrorCode::InvalidRequest),
+        Some(tag) => Locale::parse(&tag).map(Some).map_err(|_| ErrorCode::InvalidRequest),
     }
 }
 
 fn authenticate(verifier: &AccessTokenVerifier, request: &Request) -> Result<Principal, ErrorCode> {
-    verifier
-        .authenticate(request.headers())
-        .map_err(ErrorCode::from)
+    verifier.authenticate(request.headers()).map_err(ErrorCode::from)
 }
 
 /// `POST /api/auth/email/verification/send?locale=xx`.
@@ -287,14 +220,11 @@ impl SendVerification {
         let result = async {
             let principal = authenticate(&self.access, &request)?;
             let locale = requested_locale(&request)?;
-            self.sender
-                .resend(&principal.user_id, locale.as_ref(), UnixTime::now())
-                .await
-                .map_err(|err| {
-                    let code = ErrorCode::from(&err);
-                    log_failure(code, &err);
-                    code
-                })
+            self.sender.resend(&principal.user_id, locale.as_ref(), UnixTime::now()).await.map_err(|err| {
+                let code = ErrorCode::from(&err);
+                log_failure(code, &err);
+                code
+            })
         }
         .await;
         match result {
@@ -322,14 +252,11 @@ impl VerificationCooldown {
         let path = request.uri().path().to_owned();
         let result = async {
             let principal = authenticate(&self.access, &request)?;
-            self.status
-                .remaining(&principal.user_id, UnixTime::now())
-                .await
-                .map_err(|err| {
-                    let code = ErrorCode::from(&err);
-                    log_failure(code, &err);
-                    code
-                })
+            self.status.remaining(&principal.user_id, UnixTime::now()).await.map_err(|err| {
+                let code = ErrorCode::from(&err);
+                log_failure(code, &err);
+                code
+            })
         }
         .await;
         match result {
@@ -346,9 +273,7 @@ pub struct VerifyEmail {
 
 impl VerifyEmail {
     pub fn from_config(source: &dyn Source, aws: Arc<AwsClients>) -> Result<Self, ConfigError> {
-        Ok(Self {
-            confirmer: Confirmer::from_config(source, aws)?,
-        })
+        Ok(Self { confirmer: Confirmer::from_config(source, aws)? })
     }
 
     pub async fn handle(&self, request: Request) -> Response<Body> {
@@ -357,14 +282,11 @@ impl VerifyEmail {
             // Validated for the contract's sake; the verification itself has no language.
             requested_locale(&request)?;
             let token = query_param(&request, "token");
-            self.confirmer
-                .confirm(token.as_deref(), UnixTime::now())
-                .await
-                .map_err(|err| {
-                    let code = ErrorCode::from(&err);
-                    log_failure(code, &err);
-                    code
-                })
+            self.confirmer.confirm(token.as_deref(), UnixTime::now()).await.map_err(|err| {
+                let code = ErrorCode::from(&err);
+                log_failure(code, &err);
+                code
+            })
         }
         .await;
         match result {
@@ -398,15 +320,11 @@ mod tests {
                 "EMAIL_VERIFICATION_TOKEN_CREATION_FAILURE",
             ),
             (
-                SendError::Delivery(DeliveryError::Template(TemplateError::from(
-                    anyhow::anyhow!("x"),
-                ))),
+                SendError::Delivery(DeliveryError::Template(TemplateError::from(anyhow::anyhow!("x")))),
                 "EMAIL_TEMPLATE_FAILURE",
             ),
             (
-                SendError::Delivery(DeliveryError::MailSend(MailSendError::from(
-                    anyhow::anyhow!("x"),
-                ))),
+                SendError::Delivery(DeliveryError::MailSend(MailSendError::from(anyhow::anyhow!("x")))),
                 "EMAIL_SEND_FAILURE",
             ),
             (SendError::Storage(anyhow::anyhow!("x")), "DATABASE_FAILURE"),
@@ -422,10 +340,7 @@ mod tests {
 
     #[test]
     fn a_cooldown_refusal_says_when_to_retry() {
-        let response = ErrorCode::EmailCooldownActive {
-            remaining_seconds: 42,
-        }
-        .response("/p");
+        let response = ErrorCode::EmailCooldownActive { remaining_seconds: 42 }.response("/p");
         assert_eq!(response.status(), 429);
         assert_eq!(response.headers()[http::header::RETRY_AFTER], "42");
         assert_eq!(body_of(&response)["code"], "EMAIL_COOLDOWN_ACTIVE");

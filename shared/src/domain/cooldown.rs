@@ -8,9 +8,7 @@ pub struct UnixTime(pub i64);
 
 impl UnixTime {
     pub fn now() -> Self {
-        let since_epoch = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or(Duration::ZERO);
+        let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
         Self(since_epoch.as_secs() as i64)
     }
 
@@ -51,9 +49,7 @@ impl CooldownPolicy {
 mod tests {
     use super::*;
 
-    const MINUTE: CooldownPolicy = CooldownPolicy {
-        period: Duration::from_secs(60),
-    };
+    const MINUTE: CooldownPolicy = CooldownPolicy { period: Duration::from_secs(60) };
 
     #[test]
     fn a_user_who_never_received_a_mail_may_get_one() {

@@ -39,9 +39,7 @@ impl EmailAddress {
             return Err(InvalidEmailAddress::TooLong);
         }
         let (local, domain) = match trimmed.split_once('@') {
-            Some((local, domain))
-                if !local.is_empty() && !domain.is_empty() && !domain.contains('@') =>
-            {
+            Some((local, domain)) if !local.is_empty() && !domain.is_empty() && !domain.contains('@') => {
                 (local, domain)
             }
             _ => return Err(InvalidEmailAddress::MissingAt),
@@ -52,10 +50,7 @@ impl EmailAddress {
         if !is_valid_domain(domain) {
             return Err(InvalidEmailAddress::InvalidDomain);
         }
-        Ok(Self {
-            as_typed: trimmed.to_owned(),
-            normalized: trimmed.to_lowercase(),
-        })
+        Ok(Self { as_typed: trimmed.to_owned(), normalized: trimmed.to_lowercase() })
     }
 
     /// The address as the person typed it: the one mail is sent to.
@@ -88,9 +83,7 @@ fn is_valid_local_part(local: &str) -> bool {
         && !local.starts_with('.')
         && !local.ends_with('.')
         && !local.contains("..")
-        && local
-            .chars()
-            .all(|c| c.is_alphanumeric() || SPECIALS.contains(c))
+        && local.chars().all(|c| c.is_alphanumeric() || SPECIALS.contains(c))
 }
 
 fn is_valid_domain(domain: &str) -> bool {
@@ -104,9 +97,7 @@ fn is_valid_domain(domain: &str) -> bool {
                 && !label.ends_with('-')
                 && label.chars().all(|c| c.is_alphanumeric() || c == '-')
         })
-        && labels
-            .last()
-            .is_some_and(|tld| tld.chars().all(char::is_alphabetic) || tld.starts_with("xn--"))
+        && labels.last().is_some_and(|tld| tld.chars().all(char::is_alphabetic) || tld.starts_with("xn--"))
 }
 
 /// Base64url of the first 16 bytes of SHA-256 over a normalised address.

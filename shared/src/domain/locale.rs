@@ -15,16 +15,12 @@ impl Locale {
     pub fn parse(input: &str) -> Result<Self, InvalidLocale> {
         let mut parts = input.trim().split(['-', '_']);
         let language = parts.next().unwrap_or_default();
-        if !(2..=3).contains(&language.len()) || !language.chars().all(|c| c.is_ascii_alphabetic())
-        {
+        if !(2..=3).contains(&language.len()) || !language.chars().all(|c| c.is_ascii_alphabetic()) {
             return Err(InvalidLocale);
         }
         let mut canonical = language.to_ascii_lowercase();
         for subtag in parts {
-            if subtag.is_empty()
-                || subtag.len() > 8
-                || !subtag.chars().all(|c| c.is_ascii_alphanumeric())
-            {
+            if subtag.is_empty() || subtag.len() > 8 || !subtag.chars().all(|c| c.is_ascii_alphanumeric()) {
                 return Err(InvalidLocale);
             }
             canonical.push('-');
@@ -44,9 +40,7 @@ impl Locale {
     /// This tag and each shorter prefix of it: `zh-Hant-TW`, `zh-hant`, `zh`.
     pub fn fallbacks(&self) -> impl Iterator<Item = &str> {
         let tag = self.0.as_str();
-        std::iter::successors(Some(tag), |current| {
-            current.rsplit_once('-').map(|(prefix, _)| prefix)
-        })
+        std::iter::successors(Some(tag), |current| current.rsplit_once('-').map(|(prefix, _)| prefix))
     }
 }
 
@@ -75,12 +69,7 @@ impl LocaleNegotiation<'_> {
         preferences
             .into_iter()
             .flat_map(Locale::fallbacks)
-            .find_map(|tag| {
-                self.available
-                    .iter()
-                    .copied()
-                    .find(|shipped| shipped.eq_ignore_ascii_case(tag))
-            })
+            .find_map(|tag| self.available.iter().copied().find(|shipped| shipped.eq_ignore_ascii_case(tag)))
             .unwrap_or(self.default)
     }
 }
@@ -89,10 +78,8 @@ impl LocaleNegotiation<'_> {
 mod tests {
     use super::*;
 
-    const SHIPPED: LocaleNegotiation<'static> = LocaleNegotiation {
-        available: &["en", "fr", "de", "pt-BR"],
-        default: "en",
-    };
+    const SHIPPED: LocaleNegotiation<'static> =
+        LocaleNegotiation { available: &["en", "fr", "de", "pt-BR"], default: "en" };
 
     fn locale(tag: &str) -> Locale {
         Locale::parse(tag).unwrap()
@@ -106,16 +93,7 @@ mod tests {
 
     #[test]
     fn malformed_tags_are_rejected() {
-        for bad in [
-            "",
-            "e",
-            "english",
-            "en--US",
-            "en-",
-            "1n",
-            "en-toolongsubtag",
-            "en US",
-        ] {
+        for bad in ["", "e", "english", "en--US", "en-", "1n", "en-toolongsubtag", "en US"] {
             assert_eq!(Locale::parse(bad), Err(InvalidLocale), "{bad:?}");
         }
     }
@@ -141,9 +119,6 @@ mod tests {
     #[test]
     fn fallbacks_walk_from_the_full_tag_to_the_language() {
         let tag = locale("zh-Hant-TW");
-        assert_eq!(
-            tag.fallbacks().collect::<Vec<_>>(),
-            ["zh-hant-TW", "zh-hant", "zh"]
-        );
+        assert_eq!(tag.fallbacks().collect::<Vec<_>>(), ["zh-hant-TW", "zh-hant", "zh"]);
     }
 }

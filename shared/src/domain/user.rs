@@ -17,14 +17,8 @@ pub struct InvalidUserId;
 
 impl UserId {
     pub fn parse(input: &str) -> Result<Self, InvalidUserId> {
-        let valid = !input.trim().is_empty()
-            && input.chars().count() <= 128
-            && !input.chars().any(char::is_control);
-        if valid {
-            Ok(Self(input.to_owned()))
-        } else {
-            Err(InvalidUserId)
-        }
+        let valid = !input.trim().is_empty() && input.chars().count() <= 128 && !input.chars().any(char::is_control);
+        if valid { Ok(Self(input.to_owned())) } else { Err(InvalidUserId) }
     }
 
     pub fn as_str(&self) -> &str {
@@ -48,14 +42,8 @@ pub struct InvalidClientId;
 
 impl ClientId {
     pub fn parse(input: &str) -> Result<Self, InvalidClientId> {
-        let valid = !input.trim().is_empty()
-            && input.chars().count() <= 128
-            && !input.chars().any(char::is_control);
-        if valid {
-            Ok(Self(input.to_owned()))
-        } else {
-            Err(InvalidClientId)
-        }
+        let valid = !input.trim().is_empty() && input.chars().count() <= 128 && !input.chars().any(char::is_control);
+        if valid { Ok(Self(input.to_owned())) } else { Err(InvalidClientId) }
     }
 
     pub fn as_str(&self) -> &str {
@@ -193,12 +181,7 @@ impl TryFrom<SignUpEvent> for SignUp {
             .map(|tag| Locale::parse(&tag).map_err(|_| InvalidSignUp::Locale))
             .transpose()?;
         let client_id = event.client_id.map(|id| ClientId::parse(&id)).transpose()?;
-        Ok(SignUp {
-            user_id,
-            email,
-            locale,
-            client_id,
-        })
+        Ok(SignUp { user_id, email, locale, client_id })
     }
 }
 
@@ -221,28 +204,18 @@ mod tests {
         }
     }
 
-    const MINUTE: CooldownPolicy = CooldownPolicy {
-        period: Duration::from_secs(60),
-    };
+    const MINUTE: CooldownPolicy = CooldownPolicy { period: Duration::from_secs(60) };
 
     #[test]
     fn a_refused_send_is_explained_by_the_item_it_saw() {
         let now = UnixTime(1_000);
-        assert_eq!(
-            SendRefusal::explain(None, &MINUTE, now),
-            SendRefusal::UserNotFound
-        );
+        assert_eq!(SendRefusal::explain(None, &MINUTE, now), SendRefusal::UserNotFound);
         let confirmed = user(UserStatus::Enabled, None);
-        assert_eq!(
-            SendRefusal::explain(Some(&confirmed), &MINUTE, now),
-            SendRefusal::AlreadyConfirmed
-        );
+        assert_eq!(SendRefusal::explain(Some(&confirmed), &MINUTE, now), SendRefusal::AlreadyConfirmed);
         let cooling = user(UserStatus::EmailConfirmationPending, Some(1_045));
         assert_eq!(
             SendRefusal::explain(Some(&cooling), &MINUTE, now),
-            SendRefusal::CooldownActive {
-                remaining_seconds: 45
-            }
+            SendRefusal::CooldownActive { remaining_seconds: 45 }
         );
     }
 
@@ -251,18 +224,9 @@ mod tests {
         let confirmed = user(UserStatus::Enabled, None);
         let same = EmailAddress::parse("ADA@example.org").unwrap().tag();
         let other = EmailAddress::parse("old@example.org").unwrap().tag();
-        assert_eq!(
-            ConfirmRefusal::explain(Some(&confirmed), &same),
-            ConfirmRefusal::AlreadyConfirmed
-        );
-        assert_eq!(
-            ConfirmRefusal::explain(Some(&confirmed), &other),
-            ConfirmRefusal::AddressChanged
-        );
-        assert_eq!(
-            ConfirmRefusal::explain(None, &same),
-            ConfirmRefusal::UserNotFound
-        );
+        assert_eq!(ConfirmRefusal::explain(Some(&confirmed), &same), ConfirmRefusal::AlreadyConfirmed);
+        assert_eq!(ConfirmRefusal::explain(Some(&confirmed), &other), ConfirmRefusal::AddressChanged);
+        assert_eq!(ConfirmRefusal::explain(None, &same), ConfirmRefusal::UserNotFound);
     }
 
     #[test]
@@ -280,31 +244,12 @@ mod tests {
 
     #[test]
     fn malformed_sign_up_events_say_which_field_is_wrong() {
-        let parse =
-            |json: &str| SignUp::try_from(serde_json::from_str::<SignUpEvent>(json).unwrap());
-        assert_eq!(
-            parse(r#"{"email": "a@example.org"}"#),
-            Err(InvalidSignUp::MissingUserId)
-        );
-        assert_eq!(
-            parse(r#"{"user_id": "  ", "email": "a@example.org"}"#),
-            Err(InvalidSignUp::UserId(InvalidUserId))
-        );
-        assert_eq!(
-            parse(r#"{"user_id": true, "email": "a@example.org"}"#),
-            Err(InvalidSignUp::UserId(InvalidUserId))
-        );
-        assert_eq!(
-            parse(r#"{"user_id": "u"}"#),
-            Err(InvalidSignUp::MissingEmail)
-        );
-        assert!(matches!(
-            parse(r#"{"user_id": "u", "email": "nope"}"#),
-            Err(InvalidSignUp::Email(_))
-        ));
-        assert_eq!(
-            parse(r#"{"user_id": "u", "email": "a@example.org", "locale": "x"}"#),
-            Err(InvalidSignUp::Locale)
-        );
+        let parse = |json: &str| SignUp::try_from(serde_json::from_str::<SignUpEvent>(json).unwrap());
+        assert_eq!(parse(r#"{"email": "a@example.org"}"#), Err(InvalidSignUp::MissingUserId));
+        assert_eq!(parse(r#"{"user_id": "  ", "email": "a@example.org"}"#), Err(InvalidSignUp::UserId(InvalidUserId)));
+        assert_eq!(parse(r#"{"user_id": true, "email": "a@example.org"}"#), Err(InvalidSignUp::UserId(InvalidUserId)));
+        assert_eq!(parse(r#"{"user_id": "u"}"#), Err(InvalidSignUp::MissingEmail));
+        assert!(matches!(parse(r#"{"user_id": "u", "email": "nope"}"#), Err(InvalidSignUp::Email(_))));
+        assert_eq!(parse(r#"{"user_id": "u", "email": "a@example.org", "locale": "x"}"#), Err(InvalidSignUp::Locale));
     }
 }

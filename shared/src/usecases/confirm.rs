@@ -52,17 +52,11 @@ impl Confirmer {
             return Err(ConfirmError::MailDisabled);
         }
         let link = self.verify_link(token)?;
-        let outcome = self
-            .store
-            .confirm(&link.user_id, &link.address, now)
-            .await
-            .map_err(ConfirmError::Storage)?;
-        outcome.map_err(
-            |seen| match ConfirmRefusal::explain(seen.as_ref(), &link.address) {
-                ConfirmRefusal::UserNotFound => ConfirmError::UserNotFound,
-                ConfirmRefusal::AlreadyConfirmed => ConfirmError::AlreadyConfirmed,
-                ConfirmRefusal::AddressChanged => ConfirmError::AddressChanged,
-            },
-        )
+        let outcome = self.store.confirm(&link.user_id, &link.address, now).await.map_err(ConfirmError::Storage)?;
+        outcome.map_err(|seen| match ConfirmRefusal::explain(seen.as_ref(), &link.address) {
+            ConfirmRefusal::UserNotFound => ConfirmError::UserNotFound,
+            ConfirmRefusal::AlreadyConfirmed => ConfirmError::AlreadyConfirmed,
+            ConfirmRefusal::AddressChanged => ConfirmError::AddressChanged,
+        })
     }
 }

@@ -33,11 +33,7 @@ impl CooldownStatus {
     }
 
     /// Seconds until the next send is allowed; 0 when it is allowed now.
-    pub async fn remaining(
-        &self,
-        user_id: &UserId,
-        now: UnixTime,
-    ) -> Result<u64, CooldownStatusError> {
+    pub async fn remaining(&self, user_id: &UserId, now: UnixTime) -> Result<u64, CooldownStatusError> {
         if !self.mail_enabled {
             return Err(CooldownStatusError::MailDisabled);
         }

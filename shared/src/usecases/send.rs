@@ -83,20 +83,13 @@ impl ConfirmationSender {
             .claim_send(user_id, now, until, ClaimCondition::CooldownOver)
             .await
             .map_err(SendError::Storage)?
-            .map_err(
-                |seen| match SendRefusal::explain(seen.as_ref(), &self.cooldown, now) {
-                    SendRefusal::UserNotFound => SendError::UserNotFound,
-                    SendRefusal::AlreadyConfirmed => SendError::AlreadyConfirmed,
-                    SendRefusal::CooldownActive { remaining_seconds } => {
-                        SendError::CooldownActive { remaining_seconds }
-                    }
-                },
-            )?;
+            .map_err(|seen| match SendRefusal::explain(seen.as_ref(), &self.cooldown, now) {
+                SendRefusal::UserNotFound => SendError::UserNotFound,
+                SendRefusal::AlreadyConfirmed => SendError::AlreadyConfirmed,
+                SendRefusal::CooldownActive { remaining_seconds } => SendError::CooldownActive { remaining_seconds },
+            })?;
         let locale = self.deliver(&claim, requested_locale, now).await?;
-        Ok(Sent {
-            cooldown_seconds: self.cooldown.period.as_secs(),
-            locale,
-        })
+        Ok(Sent { cooldown_seconds: self.cooldown.period.as_secs(), locale })
     }
 
     /// Mails the claimed user a fresh link; gives the claim back when the mail does not go out.
@@ -124,17 +117,11 @@ impl ConfirmationSender {
         now: UnixTime,
     ) -> Result<&'static str, DeliveryError> {
         let user = &claim.user;
-        let locale = self
-            .settings
-            .choose_locale(requested_locale, user.locale.as_ref());
+        let locale = self.settings.choose_locale(requested_locale, user.locale.as_ref());
         let link = self.links.issue(user, locale, now)?;
         let valid_hours = self.links.lifetime.as_secs().div_ceil(3600);
-        let mail = self.settings.templates.render_confirmation(
-            locale,
-            &self.settings.app_name,
-            &link.url,
-            valid_hours,
-        )?;
+        let mail =
+            self.settings.templates.render_confirmation(locale, &self.settings.app_name, &link.url, valid_hours)?;
         self.mailer.send(&self.settings, &user.email, &mail).await?;
         tracing::info!(locale, "confirmation mail sent");
         Ok(locale)

@@ -50,9 +50,7 @@ pub async fn process_sign_up(
             Claim { user, until }
         }
         CreateOutcome::Existing(user) if user.email.normalized() != sign_up.email.normalized() => {
-            return Err(SignUpError::Conflict(
-                "the user exists with another address",
-            ));
+            return Err(SignUpError::Conflict("the user exists with another address"));
         }
         CreateOutcome::Existing(_) if !mail_enabled => return Ok(SignUpOutcome::AlreadyHandled),
         CreateOutcome::Existing(user) if user.cooldown_until.is_some() => {

@@ -5,21 +5,16 @@ use std::sync::Arc;
 
 use mailconfirm::aws::AwsClients;
 use mailconfirm_local::server::{LocalApi, serve};
-use mailconfirm_local::stack::{
-    Functions, LOCAL_SENDER, create_table, local_env, moto_url, verify_sender,
-};
+use mailconfirm_local::stack::{Functions, LOCAL_SENDER, create_table, local_env, moto_url, verify_sender};
 use mailconfirm_local::template::Template;
 use tokio::net::TcpListener;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
-    let address =
-        std::env::var("LOCAL_API_ADDRESS").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
+    let address = std::env::var("LOCAL_API_ADDRESS").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
     let listener = TcpListener::bind(&address).await?;
     let base_url = format!("http://{}", listener.local_addr()?);
     let table = std::env::var("TABLE_NAME").unwrap_or_else(|_| "mailconfirm-local".to_owned());
@@ -45,7 +40,7 @@ async fn main() -> anyhow::Result<()> {
     let aws = Arc::new(AwsClients::new());
     create_table(&aws, &template, &table).await?;
     verify_sender(&aws, LOCAL_SENDER).await?;
-    let functions = Functions::build(&env, aws)?;
+    let functions = Functions::build(&env)?;
     let api = Arc::new(LocalApi {
         gateway: functions.gateway(&template)?,
         sign_up: functions.sign_up.clone(),
@@ -54,15 +49,10 @@ async fn main() -> anyhow::Result<()> {
     });
     println!("mailconfirm local API on {base_url}");
     for route in api.gateway.route_specs() {
-        println!(
-            "  {:<6} {base_url}{}  ({})",
-            route.method, route.path, route.binary
-        );
+        println!("  {:<6} {base_url}{}  ({})", route.method, route.path, route.binary);
     }
     println!("  POST   {base_url}/_local/signup      publish a sign-up event");
     println!("  POST   {base_url}/_local/token       mint an access token");
-    println!(
-        "  GET    {base_url}/_local/inbox       the mail sent (HTML; JSON at /_local/inbox.json)"
-    );
+    println!("  GET    {base_url}/_local/inbox       the mail sent (HTML; JSON at /_local/inbox.json)");
     serve(listener, api).await
 }
