@@ -32,8 +32,8 @@ def jwt(header: dict, claims: dict, secret: str) -> str:
     return signing_input + "." + b64(signature)
 
 
-def access_token() -> str:
-    claims = {"sub": USER_ID, "iss": ISSUER, "aud": AUDIENCE, "iat": ISSUED, "exp": FAR_FUTURE}
+def access_token(**extra) -> str:
+    claims = {"sub": USER_ID, "iss": ISSUER, "aud": AUDIENCE, "iat": ISSUED, "exp": FAR_FUTURE, **extra}
     return jwt({"alg": "HS256", "typ": "JWT"}, claims, ACCESS_SECRET)
 
 
@@ -45,7 +45,9 @@ def link_token() -> str:
     return jwt({"typ": "JWT", "alg": "HS256", "kid": kid}, claims, LINK_KEY)
 
 
-def http_event(method: str, path: str, query: dict | None = None, headers: dict | None = None) -> dict:
+def http_event(
+    method: str, path: str, query: dict | None = None, headers: dict | None = None, path_parameters: dict | None = None
+) -> dict:
     raw_query = "&".join(f"{k}={v}" for k, v in (query or {}).items())
     event = {
         "version": "2.0",
@@ -69,6 +71,9 @@ def http_event(method: str, path: str, query: dict | None = None, headers: dict 
     }
     if query:
         event["queryStringParameters"] = query
+    if path_parameters:
+        # API Gateway HTTP APIs hand path parameters over decoded.
+        event["pathParameters"] = path_parameters
     return event
 
 
@@ -103,6 +108,16 @@ def main() -> None:
         "singularity-send-verification.json": http_event("POST", "/api/auth/email/verification/send", {"locale": "en"}, bearer),
         "singularity-verification-cooldown.json": http_event("GET", "/api/auth/email/verification/cooldown", None, bearer),
         "singularity-verify-email.json": http_event("POST", "/api/auth/email/verification", {"token": link_token()}),
+        "backendless-resend-confirmation.json": http_event(
+            "POST", f"/api/users/resendconfirmation/{EMAIL}", None, None, {"identity": EMAIL}
+        ),
+        "backendless-create-confirmation-url.json": http_event(
+            "POST",
+            f"/api/users/createEmailConfirmationURL/{EMAIL}",
+            None,
+            {"user-token": access_token(sub="backend-service", roles=["mailconfirm-admin"])},
+            {"identity": EMAIL},
+        ),
     }
     for name, event in events.items():
         (HERE / name).write_text(json.dumps(event, indent=2) + "\n")

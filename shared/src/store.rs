@@ -17,7 +17,10 @@ use aws_sdk_dynamodb::types::{
 };
 
 use crate::aws::AwsClients;
-use crate::domain::{AddressTag, ClientId, EmailAddress, Locale, SignUp, UnixTime, User, UserId, UserStatus};
+use crate::domain::{
+    AddressTag, ClientId, EmailAddress, Locale, SignUp, ThrottleDecision, ThrottleRule, UnixTime, User, UserId,
+    UserStatus,
+};
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -220,6 +223,63 @@ impl UserStore {
             }
             Err(err) => Ok(Err(seen_on_refusal(err, "confirming a user")?)),
         }
+    }
+
+    /// Counts one request against a throttle, in one conditional write. A refused request is
+    /// not counted, so a flood cannot push the counter further than the limit.
+    pub async fn count_request(
+        &self,
+        rule: &ThrottleRule,
+        subject: &str,
+        now: UnixTime,
+    ) -> anyhow::Result<ThrottleDecision> {
+        let window = rule.window_for(subject, now);
+        let result = self
+            .aws
+            .dynamodb()
+            .await
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(window.key))
+            .update_expression("ADD hits :one SET expires_at = :resets_at")
+            .condition_expression("attribute_not_exists(hits) OR hits < :limit")
+            .expression_attribute_values(":one", number(1))
+            .expression_attribute_values(":limit", number(i64::from(rule.limit)))
+            .expression_attribute_values(":resets_at", number(window.resets_at.0))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await;
+        match result {
+            Ok(output) => {
+                let hits = output
+                    .attributes()
+                    .and_then(|item| item.get("hits"))
+                    .and_then(|hits| hits.as_n().ok())
+                    .and_then(|hits| hits.parse::<u32>().ok())
+                    .context("the throttle counter came back without hits")?;
+                Ok(rule.decide(hits, window.resets_at))
+            }
+            Err(err) if is_condition_failure(&err) => Ok(ThrottleDecision::Refused { resets_at: window.resets_at }),
+            Err(err) => Err(anyhow!(err.into_service_error()).context("counting a throttled request")),
+        }
+    }
+
+    /// The user that owns an address, if any (one read).
+    pub async fn find_user_id_by_email(&self, email: &EmailAddress) -> anyhow::Result<Option<UserId>> {
+        let output = self
+            .aws
+            .dynamodb()
+            .await
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", email_key(email))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|err| anyhow!(err.into_service_error()))
+            .context("looking up an address")?;
+        let user_id = output.item().and_then(|item| item.get("user_id")).and_then(|id| id.as_s().ok());
+        user_id.map(|id| UserId::parse(id).context("stored user_id of an address")).transpose()
     }
 
     pub async fn get_user(&self, user_id: &UserId) -> anyhow::Result<Option<User>> {

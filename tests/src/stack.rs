@@ -15,6 +15,7 @@ use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_types::config_bag::ConfigBag;
 use mailconfirm::aws::{AwsClients, Intercept, SharedInterceptor};
+use mailconfirm::contracts::backendless::{CreateConfirmationUrl, ResendConfirmation};
 use mailconfirm::contracts::singularity::{SendVerification, VerificationCooldown, VerifyEmail};
 use mailconfirm::usecases::send::ConfirmationSender;
 use serde_json::Value;
@@ -100,6 +101,10 @@ impl Functions {
         http.insert(binary.to_owned(), http_function!(VerificationCooldown::from_config(env, clients_of(binary))?));
         let binary = "singularity-verify-email";
         http.insert(binary.to_owned(), http_function!(VerifyEmail::from_config(env, clients_of(binary))?));
+        let binary = "backendless-resend-confirmation";
+        http.insert(binary.to_owned(), http_function!(ResendConfirmation::from_config(env, clients_of(binary))?));
+        let binary = "backendless-create-confirmation-url";
+        http.insert(binary.to_owned(), http_function!(CreateConfirmationUrl::from_config(env, clients_of(binary))?));
         let sign_up = Arc::new(ConfirmationSender::from_config(env, clients_of("signup-events"))?);
         Ok(Self { http, sign_up, operations })
     }

@@ -45,6 +45,11 @@ impl Template {
         Ok(Self { resources })
     }
 
+    /// Every resource, by logical id. Intrinsics read as one-key maps: `{"!Ref": "Table"}`.
+    pub fn resources(&self) -> &serde_json::Map<String, Value> {
+        &self.resources
+    }
+
     pub fn functions(&self) -> Vec<FunctionSpec> {
         self.resources
             .iter()

@@ -45,6 +45,17 @@ async fn the_sam_local_events_replay_the_whole_flow() {
     let (status, body) = replay(&stack, "singularity-send-verification", "singularity-send-verification.json").await;
     assert_eq!((status, body["code"].as_str()), (429, Some("EMAIL_COOLDOWN_ACTIVE")));
 
+    // backendless-resend-confirmation.json: the same cooldown, in Backendless's words.
+    let (status, body) =
+        replay(&stack, "backendless-resend-confirmation", "backendless-resend-confirmation.json").await;
+    assert_eq!((status, body["code"].as_u64()), (429, Some(999)));
+
+    // backendless-create-confirmation-url.json: a trusted backend gets a link without mail.
+    let (status, body) =
+        replay(&stack, "backendless-create-confirmation-url", "backendless-create-confirmation-url.json").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["confirmationURL"].as_str().unwrap().contains("/confirm-email?token="));
+
     // singularity-verify-email.json: its link token confirms user-123.
     let (status, body) = replay(&stack, "singularity-verify-email", "singularity-verify-email.json").await;
     assert_eq!(status, 200, "{body}");
@@ -53,6 +64,9 @@ async fn the_sam_local_events_replay_the_whole_flow() {
 
     let (status, _) = replay(&stack, "singularity-send-verification", "singularity-send-verification.json").await;
     assert_eq!(status, 304);
+    let (status, body) =
+        replay(&stack, "backendless-resend-confirmation", "backendless-resend-confirmation.json").await;
+    assert_eq!((status, body["code"].as_u64()), (400, Some(3102)));
 }
 
 #[test]

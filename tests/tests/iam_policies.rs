@@ -53,6 +53,7 @@ async fn each_policy_grants_exactly_the_aws_actions_its_function_calls() {
     .await;
     let (unmailed_a, email_a) = quiet.signed_up_user(None).await;
     let (unmailed_b, _) = quiet.signed_up_user(None).await;
+    let (_, unmailed_c) = quiet.signed_up_user(None).await;
     let stack = TestStack::start_with(|env| {
         env.insert("TABLE_NAME".into(), quiet.table.clone());
     })
@@ -63,14 +64,30 @@ async fn each_policy_grants_exactly_the_aws_actions_its_function_calls() {
     assert!(stack.sign_up(json!({ "user_id": unmailed_a, "email": email_a })).await.batch_item_failures.is_empty());
     // singularity-send-verification, -verification-cooldown and -verify-email.
     let token = stack.access_token(&unmailed_b);
-    let sent = stack.http.post(stack.url("/api/auth/email/verification/send")).bearer_auth(&token).send().await.unwrap();
+    let sent =
+        stack.http.post(stack.url("/api/auth/email/verification/send")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(sent.status(), 200);
-    let cooldown = stack.http.get(stack.url("/api/auth/email/verification/cooldown")).bearer_auth(&token).send().await.unwrap();
+    let cooldown =
+        stack.http.get(stack.url("/api/auth/email/verification/cooldown")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(cooldown.status(), 200);
     let link_token = stack.latest_link_token(&email).await;
     let verified =
         stack.http.post(stack.url(&format!("/api/auth/email/verification?token={link_token}"))).send().await.unwrap();
     assert_eq!(verified.status(), 200, "{fresh}");
+
+    // backendless-resend-confirmation and -create-confirmation-url.
+    let resent =
+        stack.http.post(stack.url(&format!("/api/users/resendconfirmation/{unmailed_c}"))).send().await.unwrap();
+    assert_eq!(resent.status(), 200);
+    let admin = mailconfirm_local::server::mint_access_token(json!({ "sub": "svc", "roles": ["mailconfirm-admin"] }));
+    let created = stack
+        .http
+        .post(stack.url(&format!("/api/users/createEmailConfirmationURL/{email_a}")))
+        .header("user-token", admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 200);
 
     let called: BTreeMap<String, BTreeSet<String>> = stack
         .operations

@@ -49,3 +49,27 @@ async fn the_local_api_serves_every_route_of_the_template_and_no_other() {
     assert_eq!(template_routes, served);
     assert!(!served.is_empty());
 }
+
+#[test]
+fn every_function_raises_an_alarm_on_errors_and_on_throttles() {
+    let template = Template::load().unwrap();
+    let alarmed: BTreeSet<(String, String)> = template
+        .resources()
+        .values()
+        .filter(|resource| resource["Type"] == "AWS::CloudWatch::Alarm")
+        .filter(|alarm| alarm["Properties"]["Namespace"] == "AWS/Lambda")
+        .filter_map(|alarm| {
+            let function = alarm["Properties"]["Dimensions"][0]["Value"]["!Ref"].as_str()?;
+            Some((function.to_owned(), alarm["Properties"]["MetricName"].as_str()?.to_owned()))
+        })
+        .collect();
+    for function in template.functions() {
+        for metric in ["Errors", "Throttles"] {
+            assert!(
+                alarmed.contains(&(function.logical_id.clone(), metric.to_owned())),
+                "{} {metric}",
+                function.logical_id
+            );
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! The API contracts mailconfirm speaks: each module turns HTTP into use-case calls and
 //! use-case outcomes into that contract's responses, with its error mapping in one place.
 
+pub mod backendless;
 pub mod singularity;
 
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -20,6 +21,25 @@ pub fn json_response(status: u16, body: &impl Serialize) -> Response<Body> {
 /// A query parameter, `None` when absent.
 pub fn query_param(request: &Request, name: &str) -> Option<String> {
     request.query_string_parameters_ref().and_then(|params| params.first(name)).map(str::to_owned)
+}
+
+/// A path parameter of the route (`{identity}`), as API Gateway decodes it.
+pub fn path_param(request: &Request, name: &str) -> Option<String> {
+    request.path_parameters_ref().and_then(|params| params.first(name)).map(str::to_owned)
+}
+
+/// The client's address as API Gateway saw it.
+pub fn source_ip(request: &Request) -> Option<std::net::IpAddr> {
+    match request.request_context_ref()? {
+        lambda_http::request::RequestContext::ApiGatewayV2(context) => context.http.source_ip.as_deref()?.parse().ok(),
+        #[allow(unreachable_patterns)]
+        _ => None,
+    }
+}
+
+/// A header's value as text.
+pub fn header<'r>(request: &'r Request, name: &str) -> Option<&'r str> {
+    request.headers().get(name).and_then(|value| value.to_str().ok()).map(str::trim).filter(|v| !v.is_empty())
 }
 
 /// RFC 3339 in UTC with a `Z`, the form Java's `Instant.toString()` gives.

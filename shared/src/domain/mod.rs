@@ -3,9 +3,11 @@
 pub mod cooldown;
 pub mod email;
 pub mod locale;
+pub mod throttle;
 pub mod user;
 
 pub use cooldown::{CooldownPolicy, UnixTime};
 pub use email::{AddressTag, EmailAddress, InvalidEmailAddress};
 pub use locale::{Locale, LocaleNegotiation};
-pub use user::{ClientId, SignUp, User, UserId, UserStatus};
+pub use throttle::{ThrottleDecision, ThrottleRule, client_subject};
+pub use user::{ClientId, Identity, IdentityAttribute, SignUp, User, UserId, UserStatus};

@@ -75,6 +75,29 @@ impl UserStatus {
     }
 }
 
+/// How a request names a user: by address (Backendless's default identity) or by id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    Email(EmailAddress),
+    UserId(UserId),
+}
+
+/// Which attribute identifies users in requests that name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityAttribute {
+    Email,
+    UserId,
+}
+
+impl IdentityAttribute {
+    pub fn parse(&self, value: &str) -> Option<Identity> {
+        match self {
+            IdentityAttribute::Email => EmailAddress::parse(value).ok().map(Identity::Email),
+            IdentityAttribute::UserId => UserId::parse(value).ok().map(Identity::UserId),
+        }
+    }
+}
+
 /// A user as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {

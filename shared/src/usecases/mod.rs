@@ -5,3 +5,4 @@ pub mod confirm;
 pub mod cooldown_status;
 pub mod send;
 pub mod signup;
+pub mod throttle;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::aws::AwsClients;
 use crate::config::{self, ConfigError, Source};
 use crate::domain::user::SendRefusal;
-use crate::domain::{CooldownPolicy, Locale, UnixTime, UserId};
+use crate::domain::{CooldownPolicy, Identity, Locale, UnixTime, UserId, UserStatus};
 use crate::link_token::{LinkIssuer, TokenCreationError};
 use crate::mail::{MailSendError, MailSettings, SesMailer, TemplateError};
 use crate::store::{Claim, ClaimCondition, UserStore};
@@ -90,6 +90,48 @@ impl ConfirmationSender {
             })?;
         let locale = self.deliver(&claim, requested_locale, now).await?;
         Ok(Sent { cooldown_seconds: self.cooldown.period.as_secs(), locale })
+    }
+
+    /// Resends to a user named by address or id: one read to find the user when named by
+    /// address, then the same single write as [`Self::resend`].
+    pub async fn resend_to(
+        &self,
+        identity: &Identity,
+        requested_locale: Option<&Locale>,
+        now: UnixTime,
+    ) -> Result<Sent, SendError> {
+        if !self.settings.enabled {
+            return Err(SendError::MailDisabled);
+        }
+        let user_id = self.resolve(identity).await?;
+        self.resend(&user_id, requested_locale, now).await
+    }
+
+    /// A confirmation link for a pending user, without mail and without starting a cooldown.
+    pub async fn create_link(&self, identity: &Identity, now: UnixTime) -> Result<String, SendError> {
+        if !self.settings.enabled {
+            return Err(SendError::MailDisabled);
+        }
+        let user_id = self.resolve(identity).await?;
+        let user = self.store.get_user(&user_id).await.map_err(SendError::Storage)?.ok_or(SendError::UserNotFound)?;
+        if user.status == UserStatus::Enabled {
+            return Err(SendError::AlreadyConfirmed);
+        }
+        let locale = self.settings.choose_locale(None, user.locale.as_ref());
+        let link = self.links.issue(&user, locale, now).map_err(|err| SendError::Delivery(err.into()))?;
+        Ok(link.url)
+    }
+
+    async fn resolve(&self, identity: &Identity) -> Result<UserId, SendError> {
+        match identity {
+            Identity::UserId(user_id) => Ok(user_id.clone()),
+            Identity::Email(email) => self
+                .store
+                .find_user_id_by_email(email)
+                .await
+                .map_err(SendError::Storage)?
+                .ok_or(SendError::UserNotFound),
+        }
     }
 
     /// Mails the claimed user a fresh link; gives the claim back when the mail does not go out.

@@ -1,0 +1,256 @@
+//! The Backendless contract through HTTP, and through Backendless's own JavaScript SDK.
+
+use std::process::Command;
+
+use mailconfirm_local::harness::TestStack;
+use mailconfirm_local::server::mint_access_token;
+use mailconfirm_local::template::project_root;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const RESEND: &str = "/api/users/resendconfirmation/";
+const CREATE_URL: &str = "/api/users/createEmailConfirmationURL/";
+
+/// A stack whose users were signed up while mail was off: no cooldown runs for them yet.
+async fn stack_with_unmailed_users(
+    adjust: impl FnOnce(&mut std::collections::HashMap<String, String>),
+) -> (TestStack, TestStack) {
+    let quiet = TestStack::start_with(|env| {
+        env.insert("EMAIL_ENABLED".into(), "false".into());
+    })
+    .await;
+    let table = quiet.table.clone();
+    let stack = TestStack::start_with(|env| {
+        env.insert("TABLE_NAME".into(), table);
+        adjust(env);
+    })
+    .await;
+    (quiet, stack)
+}
+
+async fn resend(stack: &TestStack, encoded_identity: &str) -> reqwest::Response {
+    stack.http.post(stack.url(&format!("{RESEND}{encoded_identity}"))).send().await.unwrap()
+}
+
+async fn assert_error(response: reqwest::Response, status: u16, code: u64) -> reqwest::header::HeaderMap {
+    assert_eq!(response.status().as_u16(), status);
+    let headers = response.headers().clone();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["code"], code, "{body}");
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert_eq!(body.as_object().unwrap().len(), 2, "only message and code: {body}");
+    headers
+}
+
+fn admin_token() -> String {
+    mint_access_token(json!({ "sub": "backend-service", "roles": ["mailconfirm-admin"] }))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resend_answers_200_with_no_body_and_mails_the_user_whatever_the_encoding_of_the_address() {
+    let (quiet, stack) = stack_with_unmailed_users(|_| {}).await;
+    let plus_address = quiet.unique_email("ada+news");
+    assert!(quiet.sign_up(json!({ "user_id": "plus", "email": plus_address })).await.batch_item_failures.is_empty());
+    let (_, mixed) = quiet.signed_up_user(None).await;
+    let (_, encoded) = quiet.signed_up_user(None).await;
+
+    for identity in [plus_address.clone(), mixed.to_uppercase(), encoded.replace('@', "%40")] {
+        let response = resend(&stack, &identity).await;
+        assert_eq!(response.status(), StatusCode::OK, "{identity}");
+        assert_eq!(response.text().await.unwrap(), "");
+    }
+
+    for address in [&plus_address, &mixed, &encoded] {
+        let mails = stack.mails_to(address).await;
+        assert_eq!(mails.len(), 1, "{address}");
+        assert_eq!(mails[0]["to"], json!([address]));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_resend_within_the_cooldown_is_refused_with_retry_after() {
+    let stack = TestStack::start().await;
+    let (_, email) = stack.signed_up_user(None).await;
+    let headers = assert_error(resend(&stack, &email).await, 429, 999).await;
+    let retry_after: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry_after));
+    assert_eq!(stack.mails_to(&email).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_three_documented_errors() {
+    let stack = TestStack::start().await;
+    let (user_id, email) = stack.signed_up_user(None).await;
+    let token = stack.latest_link_token(&email).await;
+    stack.http.post(stack.url(&format!("/api/auth/email/verification?token={token}"))).send().await.unwrap();
+    assert_eq!(stack.stored_status(&user_id).await.as_deref(), Some("ENABLED"));
+
+    assert_error(resend(&stack, &email).await, 400, 3102).await;
+    assert_error(resend(&stack, "nobody%40example.com").await, 400, 3104).await;
+    assert_error(resend(&stack, "not-an-address").await, 400, 3104).await;
+
+    let off = TestStack::start_with(|env| {
+        env.insert("EMAIL_ENABLED".into(), "false".into());
+    })
+    .await;
+    let (_, pending) = off.signed_up_user(None).await;
+    assert_error(resend(&off, &pending).await, 400, 3103).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_per_address_throttle_counts_unknown_identities_too() {
+    let stack = TestStack::start_with(|env| {
+        env.insert("RESEND_IP_LIMIT".into(), "3".into());
+    })
+    .await;
+    assert_error(resend(&stack, "a%40example.com").await, 400, 3104).await;
+    assert_error(resend(&stack, "b%40example.com").await, 400, 3104).await;
+    assert_error(resend(&stack, "c%40example.com").await, 400, 3104).await;
+    let headers = assert_error(resend(&stack, "d%40example.com").await, 429, 999).await;
+    let retry_after: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=3600).contains(&retry_after));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_per_identity_throttle_counts_an_address_in_any_case() {
+    let (quiet, stack) = stack_with_unmailed_users(|env| {
+        env.insert("RESEND_IDENTITY_LIMIT".into(), "2".into());
+    })
+    .await;
+    let (_, email) = quiet.signed_up_user(None).await;
+    assert_eq!(resend(&stack, &email).await.status(), StatusCode::OK);
+    assert_error(resend(&stack, &email.to_uppercase()).await, 429, 999).await; // the cooldown
+    assert_error(resend(&stack, &email).await, 429, 999).await; // the identity throttle
+    assert_error(resend(&stack, "ghost%40example.com").await, 400, 3104).await;
+    assert_error(resend(&stack, "GHOST%40example.com").await, 400, 3104).await;
+    assert_error(resend(&stack, "ghost%40example.com").await, 429, 999).await;
+    assert_eq!(stack.mails_to(&email).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn paranoid_mode_answers_unknown_identities_as_known_ones() {
+    let (quiet, stack) = stack_with_unmailed_users(|env| {
+        env.insert("BACKENDLESS_PARANOID".into(), "true".into());
+    })
+    .await;
+    let (_, known) = quiet.signed_up_user(None).await;
+
+    let unknown = resend(&stack, "nobody%40example.com").await;
+    let known_response = resend(&stack, &known).await;
+
+    assert_eq!(unknown.status(), known_response.status());
+    assert_eq!(unknown.status(), StatusCode::OK);
+    assert_eq!(unknown.text().await.unwrap(), known_response.text().await.unwrap());
+    assert_eq!(stack.mails_to("nobody@example.com").await.len(), 0);
+    assert_eq!(stack.mails_to(&known).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_admin_gets_a_confirmation_url_that_confirms_without_mail_or_cooldown() {
+    let (quiet, stack) = stack_with_unmailed_users(|_| {}).await;
+    let (user_id, email) = quiet.signed_up_user(None).await;
+
+    let response = stack
+        .http
+        .post(stack.url(&format!("{CREATE_URL}{email}")))
+        .header("user-token", admin_token())
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), StatusCode::OK);
+    let url = response.json::<Value>().await.unwrap()["confirmationURL"].as_str().unwrap().to_owned();
+    assert!(url.starts_with(&format!("{}/confirm-email?token=", stack.base_url)), "{url}");
+    assert!(stack.mails_to(&email).await.is_empty(), "no mail");
+    assert!(!stack.stored_user(&user_id).await.unwrap().contains_key("cooldown_until"), "no cooldown");
+    let token = url.split_once("token=").unwrap().1;
+    let confirmed =
+        stack.http.post(stack.url(&format!("/api/auth/email/verification?token={token}"))).send().await.unwrap();
+    assert_eq!(confirmed.status(), StatusCode::OK);
+    assert_eq!(confirmed.json::<Value>().await.unwrap()["userStatus"], "ENABLED");
+
+    let again =
+        stack.http.post(stack.url(&format!("{CREATE_URL}{email}"))).bearer_auth(admin_token()).send().await.unwrap();
+    assert_error(again, 400, 3102).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_an_admin_token_may_create_confirmation_urls() {
+    let stack = TestStack::start().await;
+    let (user_id, email) = stack.signed_up_user(None).await;
+    let create = |token: Option<String>| {
+        let mut request = stack.http.post(stack.url(&format!("{CREATE_URL}{email}")));
+        if let Some(token) = token {
+            request = request.header("user-token", token);
+        }
+        request.send()
+    };
+
+    assert_error(create(None).await.unwrap(), 401, 3064).await;
+    assert_error(create(Some("garbage".into())).await.unwrap(), 401, 3064).await;
+    assert_error(create(Some(stack.access_token(&user_id))).await.unwrap(), 403, 3066).await;
+    let by_scope = mint_access_token(json!({ "sub": "svc", "scope": "openid mailconfirm:admin" }));
+    assert_eq!(create(Some(by_scope)).await.unwrap().status(), StatusCode::OK);
+    let unknown = stack
+        .http
+        .post(stack.url(&format!("{CREATE_URL}nobody%40example.com")))
+        .header("user-token", admin_token())
+        .send()
+        .await
+        .unwrap();
+    assert_error(unknown, 400, 3104).await;
+}
+
+/// Runs tests/clients/backendless.mjs: Backendless's SDK against the local API.
+fn backendless_sdk(stack: &TestStack, call: &str, identity: &str, user_token: Option<&str>) -> Value {
+    let clients = project_root().join("tests/clients");
+    assert!(
+        clients.join("node_modules/backendless").is_dir(),
+        "run scripts/test, which installs the npm package backendless"
+    );
+    let mut command = Command::new("node");
+    command.current_dir(&clients).arg("backendless.mjs").arg(&stack.base_url).arg(call).arg(identity);
+    if let Some(token) = user_token {
+        command.arg(token);
+    }
+    let output = command.output().expect("node runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).expect("the script prints JSON")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backendless_own_javascript_sdk_resends_and_creates_urls() {
+    let (quiet, stack) = stack_with_unmailed_users(|_| {}).await;
+    let (user_id, email) = quiet.signed_up_user(None).await;
+
+    let anonymous = backendless_sdk(&stack, "create-url", &email, None);
+    assert_eq!(
+        (anonymous["ok"].as_bool(), anonymous["code"].as_u64(), anonymous["status"].as_u64()),
+        (Some(false), Some(3064), Some(401))
+    );
+
+    let created = backendless_sdk(&stack, "create-url", &email, Some(&admin_token()));
+    assert_eq!(created["ok"], true, "{created}");
+    let url = created["value"]["confirmationURL"].as_str().unwrap().to_owned();
+    assert!(url.contains("/confirm-email?token="));
+
+    let resent = backendless_sdk(&stack, "resend", &email, None);
+    assert_eq!(resent["ok"], true, "{resent}");
+    assert_eq!(stack.mails_to(&email).await.len(), 1);
+
+    let too_soon = backendless_sdk(&stack, "resend", &email, None);
+    assert_eq!((too_soon["code"].as_u64(), too_soon["status"].as_u64()), (Some(999), Some(429)), "{too_soon}");
+
+    let unknown = backendless_sdk(&stack, "resend", "nobody@example.com", None);
+    assert_eq!((unknown["code"].as_u64(), unknown["status"].as_u64()), (Some(3104), Some(400)), "{unknown}");
+    assert!(unknown["message"].as_str().unwrap().contains("cannot be found"));
+
+    // The SDK's link confirms the user; after that the SDK gets 3102.
+    let token = url.split_once("token=").unwrap().1;
+    let confirmed =
+        stack.http.post(stack.url(&format!("/api/auth/email/verification?token={token}"))).send().await.unwrap();
+    assert_eq!(confirmed.status(), StatusCode::OK);
+    assert_eq!(stack.stored_status(&user_id).await.as_deref(), Some("ENABLED"));
+    let confirmed_already = backendless_sdk(&stack, "resend", &email, None);
+    assert_eq!((confirmed_already["code"].as_u64(), confirmed_already["status"].as_u64()), (Some(3102), Some(400)));
+}
