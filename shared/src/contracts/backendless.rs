@@ -224,8 +224,7 @@ impl AdminAccess {
             .or_else(|| bearer_token(request.headers()))
             .ok_or(ErrorCode::NotAuthenticated)?;
         let principal = self.verifier.verify(token).map_err(|_| ErrorCode::NotAuthenticated)?;
-        let admin =
-            principal.roles.iter().any(|r| *r == self.role) || principal.scopes.iter().any(|s| *s == self.scope);
+        let admin = principal.roles.contains(&self.role) || principal.scopes.contains(&self.scope);
         if admin { Ok(()) } else { Err(ErrorCode::NotPermitted) }
     }
 }
