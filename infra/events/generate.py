@@ -78,7 +78,7 @@ def http_event(
 
 
 def sqs_event() -> dict:
-    body = json.dumps({"user_id": USER_ID, "email": EMAIL, "locale": "en"})
+    body = json.dumps({"user_id": USER_ID, "email": EMAIL, "locale": "en", "client_id": "web-app"})
     return {
         "Records": [
             {
@@ -110,6 +110,21 @@ def main() -> None:
         "singularity-verify-email.json": http_event("POST", "/api/auth/email/verification", {"token": link_token()}),
         "backendless-resend-confirmation.json": http_event(
             "POST", f"/api/users/resendconfirmation/{EMAIL}", None, None, {"identity": EMAIL}
+        ),
+        "tennpay-send-confirmation.json": {
+            **http_event(
+                "POST",
+                "/User/email/send-confirmation",
+                None,
+                {"authorization": f"Bearer {access_token(sub='123')}", "content-type": "application/json"},
+            ),
+            "body": json.dumps({"id": 123, "email": "user.name@example.org"}),
+        },
+        "mastodon-resend-confirmation.json": http_event(
+            "POST",
+            "/api/v1/emails/confirmations",
+            None,
+            {"authorization": f"Bearer {access_token(client_id='web-app', scope='read write')}"},
         ),
         "backendless-create-confirmation-url.json": http_event(
             "POST",

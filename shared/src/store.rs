@@ -13,13 +13,13 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    AttributeValue, Delete, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 
 use crate::aws::AwsClients;
 use crate::domain::{
-    AddressTag, ClientId, EmailAddress, Locale, SignUp, ThrottleDecision, ThrottleRule, UnixTime, User, UserId,
-    UserStatus,
+    AddressTag, ClientId, EmailAddress, Locale, SendRequirements, SignUp, ThrottleDecision, ThrottleRule, UnixTime,
+    User, UserId, UserStatus,
 };
 
 type Item = HashMap<String, AttributeValue>;
@@ -40,6 +40,15 @@ pub enum CreateOutcome {
     Existing(User),
     /// Another user owns the address.
     AddressTaken,
+}
+
+/// Why an address change was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressChangeRefusal {
+    /// Another user owns the new address.
+    AddressTaken,
+    /// The user was confirmed or changed meanwhile.
+    UserChanged,
 }
 
 /// Which earlier sends a claim tolerates.
@@ -134,20 +143,27 @@ impl UserStore {
         now: UnixTime,
         until: UnixTime,
         condition: ClaimCondition,
+        requirements: &SendRequirements<'_>,
     ) -> anyhow::Result<Result<Claim, Option<User>>> {
         let cooldown_condition = match condition {
             ClaimCondition::CooldownOver => "(attribute_not_exists(cooldown_until) OR cooldown_until <= :now)",
             ClaimCondition::NothingSentYet => "attribute_not_exists(cooldown_until)",
         };
-        let result = self
-            .aws
-            .dynamodb()
-            .await
-            .update_item()
+        let mut conditions = format!("attribute_exists(pk) AND #status = :pending AND {cooldown_condition}");
+        let mut request = self.aws.dynamodb().await.update_item();
+        if let Some(client) = requirements.client {
+            conditions.push_str(" AND client_id = :client");
+            request = request.expression_attribute_values(":client", AttributeValue::S(client.as_str().into()));
+        }
+        if let Some(address) = requirements.address {
+            conditions.push_str(" AND email_normalized = :address");
+            request = request.expression_attribute_values(":address", AttributeValue::S(address.normalized().into()));
+        }
+        let result = request
             .table_name(&self.table)
             .key("pk", user_key(user_id))
             .update_expression("SET cooldown_until = :until, updated_at = :now")
-            .condition_expression(format!("attribute_exists(pk) AND #status = :pending AND {cooldown_condition}"))
+            .condition_expression(conditions)
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":pending", status_value(UserStatus::EmailConfirmationPending))
             .expression_attribute_values(":now", number(now.0))
@@ -222,6 +238,77 @@ impl UserStore {
                 Ok(Ok(user_from_item(item)?))
             }
             Err(err) => Ok(Err(seen_on_refusal(err, "confirming a user")?)),
+        }
+    }
+
+    /// Replaces a pending user's address, in one transaction with its look-ups: the new
+    /// address must be free, links to the old one stop working (its tag changes), and the
+    /// cooldown is reset, since the new address has not been sent anything yet.
+    pub async fn change_pending_address(
+        &self,
+        user: &User,
+        new: &EmailAddress,
+        now: UnixTime,
+    ) -> anyhow::Result<Result<(), AddressChangeRefusal>> {
+        let user_id = AttributeValue::S(user.id.as_str().into());
+        let update_user = Update::builder()
+            .table_name(&self.table)
+            .key("pk", user_key(&user.id))
+            .update_expression(
+                "SET email = :typed, email_normalized = :normalized, address_tag = :tag, updated_at = :now REMOVE cooldown_until",
+            )
+            .condition_expression("#status = :pending AND email_normalized = :old")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":pending", status_value(UserStatus::EmailConfirmationPending))
+            .expression_attribute_values(":old", AttributeValue::S(user.email.normalized().into()))
+            .expression_attribute_values(":typed", AttributeValue::S(new.as_typed().into()))
+            .expression_attribute_values(":normalized", AttributeValue::S(new.normalized().into()))
+            .expression_attribute_values(":tag", AttributeValue::S(new.tag().as_str().into()))
+            .expression_attribute_values(":now", number(now.0))
+            .build()
+            .context("building the user update")?;
+        let claim_new = Put::builder()
+            .table_name(&self.table)
+            .item("pk", email_key(new))
+            .item("kind", AttributeValue::S("email".into()))
+            .item("user_id", user_id.clone())
+            .condition_expression("attribute_not_exists(pk) OR user_id = :user_id")
+            .expression_attribute_values(":user_id", user_id.clone())
+            .build()
+            .context("building the new address put")?;
+        let release_old = Delete::builder()
+            .table_name(&self.table)
+            .key("pk", email_key(&user.email))
+            .condition_expression("attribute_not_exists(pk) OR user_id = :user_id")
+            .expression_attribute_values(":user_id", user_id)
+            .build()
+            .context("building the old address delete")?;
+        let result = self
+            .aws
+            .dynamodb()
+            .await
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(update_user).build())
+            .transact_items(TransactWriteItem::builder().put(claim_new).build())
+            .transact_items(TransactWriteItem::builder().delete(release_old).build())
+            .send()
+            .await;
+        let err = match result {
+            Ok(_) => return Ok(Ok(())),
+            Err(err) => err.into_service_error(),
+        };
+        let TransactWriteItemsError::TransactionCanceledException(canceled) = &err else {
+            return Err(anyhow!(err).context("changing a pending address"));
+        };
+        let failed = |index: usize| {
+            canceled.cancellation_reasons().get(index).and_then(|r| r.code()) == Some("ConditionalCheckFailed")
+        };
+        if failed(1) {
+            Ok(Err(AddressChangeRefusal::AddressTaken))
+        } else if failed(0) || failed(2) {
+            Ok(Err(AddressChangeRefusal::UserChanged))
+        } else {
+            Err(anyhow!(err).context("changing a pending address"))
         }
     }
 

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, bail};
 use aws_sdk_dynamodb::config::RuntimeComponents;
 use aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextRef;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsInput;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
     ScalarAttributeType, TimeToLiveSpecification,
@@ -16,7 +17,9 @@ use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_types::config_bag::ConfigBag;
 use mailconfirm::aws::{AwsClients, Intercept, SharedInterceptor};
 use mailconfirm::contracts::backendless::{CreateConfirmationUrl, ResendConfirmation};
+use mailconfirm::contracts::mastodon::ResendConfirmation as MastodonResendConfirmation;
 use mailconfirm::contracts::singularity::{SendVerification, VerificationCooldown, VerifyEmail};
+use mailconfirm::contracts::tennpay::SendConfirmation as TennpaySendConfirmation;
 use mailconfirm::usecases::send::ConfirmationSender;
 use serde_json::Value;
 
@@ -67,12 +70,32 @@ impl Intercept for OperationRecorder {
     // The operation's metadata is in the bag from serialisation on, not before execution.
     fn read_before_serialization(
         &self,
-        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        context: &BeforeSerializationInterceptorContextRef<'_>,
         _components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         if let (Some(metadata), Ok(mut operations)) = (cfg.load::<Metadata>(), self.0.lock()) {
-            operations.insert(format!("{}:{}", metadata.service(), metadata.name()));
+            let operation = format!("{}:{}", metadata.service(), metadata.name());
+            // A transaction is authorised per item: record what each item does.
+            match context.input().downcast_ref::<TransactWriteItemsInput>() {
+                Some(input) => {
+                    for item in input.transact_items() {
+                        let kind = if item.put().is_some() {
+                            "Put"
+                        } else if item.update().is_some() {
+                            "Update"
+                        } else if item.delete().is_some() {
+                            "Delete"
+                        } else {
+                            "ConditionCheck"
+                        };
+                        operations.insert(format!("{operation}.{kind}"));
+                    }
+                }
+                None => {
+                    operations.insert(operation);
+                }
+            }
         }
         Ok(())
     }
@@ -105,6 +128,13 @@ impl Functions {
         http.insert(binary.to_owned(), http_function!(ResendConfirmation::from_config(env, clients_of(binary))?));
         let binary = "backendless-create-confirmation-url";
         http.insert(binary.to_owned(), http_function!(CreateConfirmationUrl::from_config(env, clients_of(binary))?));
+        let binary = "tennpay-send-confirmation";
+        http.insert(binary.to_owned(), http_function!(TennpaySendConfirmation::from_config(env, clients_of(binary))?));
+        let binary = "mastodon-resend-confirmation";
+        http.insert(
+            binary.to_owned(),
+            http_function!(MastodonResendConfirmation::from_config(env, clients_of(binary))?),
+        );
         let sign_up = Arc::new(ConfirmationSender::from_config(env, clients_of("signup-events"))?);
         Ok(Self { http, sign_up, operations })
     }

@@ -50,6 +50,15 @@ async fn the_sam_local_events_replay_the_whole_flow() {
         replay(&stack, "backendless-resend-confirmation", "backendless-resend-confirmation.json").await;
     assert_eq!((status, body["code"].as_u64()), (429, Some(999)));
 
+    // mastodon-resend-confirmation.json: the creating application, still within the cooldown.
+    let (status, body) = replay(&stack, "mastodon-resend-confirmation", "mastodon-resend-confirmation.json").await;
+    assert_eq!((status, body["error"].as_str()), (429, Some("Too many requests")));
+
+    // tennpay-send-confirmation.json: user 123 has no pending address here: 204, nothing sent.
+    let (status, body) = replay(&stack, "tennpay-send-confirmation", "tennpay-send-confirmation.json").await;
+    assert_eq!((status, body), (204, Value::Null));
+    assert!(stack.mails_to("user.name@example.org").await.is_empty());
+
     // backendless-create-confirmation-url.json: a trusted backend gets a link without mail.
     let (status, body) =
         replay(&stack, "backendless-create-confirmation-url", "backendless-create-confirmation-url.json").await;
@@ -67,6 +76,8 @@ async fn the_sam_local_events_replay_the_whole_flow() {
     let (status, body) =
         replay(&stack, "backendless-resend-confirmation", "backendless-resend-confirmation.json").await;
     assert_eq!((status, body["code"].as_u64()), (400, Some(3102)));
+    let (status, body) = replay(&stack, "mastodon-resend-confirmation", "mastodon-resend-confirmation.json").await;
+    assert_eq!(status, 403, "{body}");
 }
 
 #[test]

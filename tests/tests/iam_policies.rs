@@ -7,11 +7,13 @@ use mailconfirm_local::harness::TestStack;
 use mailconfirm_local::template::Template;
 use serde_json::{Value, json};
 
-/// The IAM action behind an SDK operation. A transaction is authorised per item it writes,
-/// and ours only put items.
+/// The IAM action behind an SDK operation; a transaction is authorised per item it writes.
 fn iam_action(operation: &str) -> String {
     match operation.split_once(':') {
-        Some((_, "TransactWriteItems")) => "dynamodb:PutItem".to_owned(),
+        Some((_, "TransactWriteItems.Put")) => "dynamodb:PutItem".to_owned(),
+        Some((_, "TransactWriteItems.Update")) => "dynamodb:UpdateItem".to_owned(),
+        Some((_, "TransactWriteItems.Delete")) => "dynamodb:DeleteItem".to_owned(),
+        Some((_, "TransactWriteItems.ConditionCheck")) => "dynamodb:ConditionCheckItem".to_owned(),
         Some(("DynamoDB", name)) => format!("dynamodb:{name}"),
         Some(("SESv2", name)) => format!("ses:{name}"),
         _ => panic!("an operation of an unexpected service: {operation}"),
@@ -54,6 +56,11 @@ async fn each_policy_grants_exactly_the_aws_actions_its_function_calls() {
     let (unmailed_a, email_a) = quiet.signed_up_user(None).await;
     let (unmailed_b, _) = quiet.signed_up_user(None).await;
     let (_, unmailed_c) = quiet.signed_up_user(None).await;
+    let numeric_email = quiet.unique_email("numeric");
+    assert!(quiet.sign_up(json!({ "user_id": 4321, "email": numeric_email })).await.batch_item_failures.is_empty());
+    let app_email = quiet.unique_email("app");
+    let app_user = json!({ "user_id": "app-user", "email": app_email, "client_id": "app-1" });
+    assert!(quiet.sign_up(app_user).await.batch_item_failures.is_empty());
     let stack = TestStack::start_with(|env| {
         env.insert("TABLE_NAME".into(), quiet.table.clone());
     })
@@ -88,6 +95,31 @@ async fn each_policy_grants_exactly_the_aws_actions_its_function_calls() {
         .await
         .unwrap();
     assert_eq!(created.status(), 200);
+
+    // tennpay-send-confirmation.
+    let sent = stack
+        .http
+        .post(stack.url("/User/email/send-confirmation"))
+        .bearer_auth(stack.access_token("4321"))
+        .json(&json!({ "id": 4321, "email": numeric_email }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 204);
+    // mastodon-resend-confirmation, changing the address (a read and a transaction) and resending.
+    let app_token = mailconfirm_local::server::mint_access_token(
+        json!({ "sub": "app-user", "client_id": "app-1", "scope": "write" }),
+    );
+    let new_address = stack.unique_email("moved");
+    let moved = stack
+        .http
+        .post(stack.url("/api/v1/emails/confirmations"))
+        .bearer_auth(app_token)
+        .json(&json!({ "email": new_address }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(moved.status(), 200);
 
     let called: BTreeMap<String, BTreeSet<String>> = stack
         .operations

@@ -79,6 +79,8 @@ impl ErrorCode {
             SendError::MailDisabled => ErrorCode::ConfirmationDisabled,
             SendError::UserNotFound => ErrorCode::UserNotFound,
             SendError::AlreadyConfirmed => ErrorCode::AlreadyConfirmed,
+            // Backendless sends without these requirements; they cannot occur here.
+            SendError::ClientMismatch | SendError::AddressMismatch | SendError::AddressTaken => ErrorCode::UserNotFound,
             SendError::CooldownActive { remaining_seconds } => {
                 ErrorCode::TooManyRequests { retry_after_seconds: *remaining_seconds }
             }

@@ -2,7 +2,9 @@
 //! use-case outcomes into that contract's responses, with its error mapping in one place.
 
 pub mod backendless;
+pub mod mastodon;
 pub mod singularity;
+pub mod tennpay;
 
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;

@@ -138,6 +138,10 @@ impl From<&SendError> for ErrorCode {
             SendError::MailDisabled => ErrorCode::EmailDisabled,
             SendError::UserNotFound => ErrorCode::UserNotFound,
             SendError::AlreadyConfirmed => ErrorCode::EmailAlreadyVerified,
+            // Singularity sends without these requirements; they cannot occur here.
+            SendError::ClientMismatch | SendError::AddressMismatch | SendError::AddressTaken => {
+                ErrorCode::InvalidRequest
+            }
             SendError::CooldownActive { remaining_seconds } => {
                 ErrorCode::EmailCooldownActive { remaining_seconds: *remaining_seconds }
             }

@@ -10,4 +10,4 @@ pub use cooldown::{CooldownPolicy, UnixTime};
 pub use email::{AddressTag, EmailAddress, InvalidEmailAddress};
 pub use locale::{Locale, LocaleNegotiation};
 pub use throttle::{ThrottleDecision, ThrottleRule, client_subject};
-pub use user::{ClientId, Identity, IdentityAttribute, SignUp, User, UserId, UserStatus};
+pub use user::{ClientId, Identity, IdentityAttribute, SendRequirements, SignUp, User, UserId, UserStatus};

@@ -112,24 +112,49 @@ pub struct User {
     pub cooldown_until: Option<UnixTime>,
 }
 
+/// What a send requires of the user besides being pending and out of cooldown.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SendRequirements<'a> {
+    /// The user must have been created by this OAuth client (Mastodon).
+    pub client: Option<&'a ClientId>,
+    /// The request names the address to send to; it must be the user's pending one (10npay).
+    pub address: Option<&'a EmailAddress>,
+}
+
 /// Why a conditional send was refused, read from the item as it was when the condition failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SendRefusal {
     UserNotFound,
+    /// The user was created by another client than the one asking.
+    ClientMismatch,
     AlreadyConfirmed,
-    CooldownActive { remaining_seconds: u64 },
+    /// The request named an address that is not the user's.
+    AddressMismatch,
+    CooldownActive {
+        remaining_seconds: u64,
+    },
 }
 
 impl SendRefusal {
-    pub fn explain(user: Option<&User>, policy: &CooldownPolicy, now: UnixTime) -> Self {
-        match user {
-            None => SendRefusal::UserNotFound,
-            Some(user) if user.status == UserStatus::Enabled => SendRefusal::AlreadyConfirmed,
-            Some(user) => SendRefusal::CooldownActive {
-                // At least one second: the write saw a live cooldown even if the clock moved on since.
-                remaining_seconds: policy.remaining(user.cooldown_until, now).max(1),
-            },
+    /// Checked in the order the contracts report them: ownership, then state, then cooldown.
+    pub fn explain(
+        user: Option<&User>,
+        requirements: &SendRequirements,
+        policy: &CooldownPolicy,
+        now: UnixTime,
+    ) -> Self {
+        let Some(user) = user else { return SendRefusal::UserNotFound };
+        if requirements.client.is_some() && user.client_id.as_ref() != requirements.client {
+            return SendRefusal::ClientMismatch;
         }
+        if user.status == UserStatus::Enabled {
+            return SendRefusal::AlreadyConfirmed;
+        }
+        if requirements.address.is_some_and(|address| address.normalized() != user.email.normalized()) {
+            return SendRefusal::AddressMismatch;
+        }
+        // At least one second: the write saw a live cooldown even if the clock moved on since.
+        SendRefusal::CooldownActive { remaining_seconds: policy.remaining(user.cooldown_until, now).max(1) }
     }
 }
 
@@ -232,12 +257,37 @@ mod tests {
     #[test]
     fn a_refused_send_is_explained_by_the_item_it_saw() {
         let now = UnixTime(1_000);
-        assert_eq!(SendRefusal::explain(None, &MINUTE, now), SendRefusal::UserNotFound);
+        let none = SendRequirements::default();
+        assert_eq!(SendRefusal::explain(None, &none, &MINUTE, now), SendRefusal::UserNotFound);
         let confirmed = user(UserStatus::Enabled, None);
-        assert_eq!(SendRefusal::explain(Some(&confirmed), &MINUTE, now), SendRefusal::AlreadyConfirmed);
+        assert_eq!(SendRefusal::explain(Some(&confirmed), &none, &MINUTE, now), SendRefusal::AlreadyConfirmed);
         let cooling = user(UserStatus::EmailConfirmationPending, Some(1_045));
         assert_eq!(
-            SendRefusal::explain(Some(&cooling), &MINUTE, now),
+            SendRefusal::explain(Some(&cooling), &none, &MINUTE, now),
+            SendRefusal::CooldownActive { remaining_seconds: 45 }
+        );
+    }
+
+    #[test]
+    fn ownership_is_reported_before_state_and_the_address_before_the_cooldown() {
+        let now = UnixTime(1_000);
+        let web = ClientId::parse("web").unwrap();
+        let app = ClientId::parse("app").unwrap();
+        let mut confirmed = user(UserStatus::Enabled, None);
+        confirmed.client_id = Some(web.clone());
+        let other_client = SendRequirements { client: Some(&app), address: None };
+        assert_eq!(SendRefusal::explain(Some(&confirmed), &other_client, &MINUTE, now), SendRefusal::ClientMismatch);
+        let same_client = SendRequirements { client: Some(&web), address: None };
+        assert_eq!(SendRefusal::explain(Some(&confirmed), &same_client, &MINUTE, now), SendRefusal::AlreadyConfirmed);
+
+        let cooling = user(UserStatus::EmailConfirmationPending, Some(1_045));
+        let elsewhere = EmailAddress::parse("someone-else@example.org").unwrap();
+        let wrong_address = SendRequirements { client: None, address: Some(&elsewhere) };
+        assert_eq!(SendRefusal::explain(Some(&cooling), &wrong_address, &MINUTE, now), SendRefusal::AddressMismatch);
+        let own = EmailAddress::parse("ADA@example.org").unwrap();
+        let right_address = SendRequirements { client: None, address: Some(&own) };
+        assert_eq!(
+            SendRefusal::explain(Some(&cooling), &right_address, &MINUTE, now),
             SendRefusal::CooldownActive { remaining_seconds: 45 }
         );
     }

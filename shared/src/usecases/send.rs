@@ -6,10 +6,12 @@ use std::sync::Arc;
 use crate::aws::AwsClients;
 use crate::config::{self, ConfigError, Source};
 use crate::domain::user::SendRefusal;
-use crate::domain::{CooldownPolicy, Identity, Locale, UnixTime, UserId, UserStatus};
+use crate::domain::{
+    ClientId, CooldownPolicy, EmailAddress, Identity, Locale, SendRequirements, UnixTime, UserId, UserStatus,
+};
 use crate::link_token::{LinkIssuer, TokenCreationError};
 use crate::mail::{MailSendError, MailSettings, SesMailer, TemplateError};
-use crate::store::{Claim, ClaimCondition, UserStore};
+use crate::store::{AddressChangeRefusal, Claim, ClaimCondition, UserStore};
 
 /// Everything a function that sends confirmation mail needs.
 pub struct ConfirmationSender {
@@ -34,8 +36,14 @@ pub enum SendError {
     MailDisabled,
     #[error("no such user")]
     UserNotFound,
+    #[error("the user was created by another client")]
+    ClientMismatch,
     #[error("the address is already confirmed")]
     AlreadyConfirmed,
+    #[error("the request names another address than the user's")]
+    AddressMismatch,
+    #[error("another user owns the new address")]
+    AddressTaken,
     #[error("a confirmation mail was sent less than a cooldown ago")]
     CooldownActive { remaining_seconds: u64 },
     #[error("the user store failed")]
@@ -67,10 +75,21 @@ impl ConfirmationSender {
     }
 
     /// Resends the confirmation mail, at most once per cooldown.
-    #[tracing::instrument(name = "send confirmation mail", skip_all, fields(user_id = %user_id))]
     pub async fn resend(
         &self,
         user_id: &UserId,
+        requested_locale: Option<&Locale>,
+        now: UnixTime,
+    ) -> Result<Sent, SendError> {
+        self.resend_requiring(user_id, &SendRequirements::default(), requested_locale, now).await
+    }
+
+    /// [`Self::resend`], refused unless the user also meets `requirements`; still one write.
+    #[tracing::instrument(name = "send confirmation mail", skip_all, fields(user_id = %user_id))]
+    pub async fn resend_requiring(
+        &self,
+        user_id: &UserId,
+        requirements: &SendRequirements<'_>,
         requested_locale: Option<&Locale>,
         now: UnixTime,
     ) -> Result<Sent, SendError> {
@@ -80,12 +99,14 @@ impl ConfirmationSender {
         let until = self.cooldown.claim_until(now);
         let claim = self
             .store
-            .claim_send(user_id, now, until, ClaimCondition::CooldownOver)
+            .claim_send(user_id, now, until, ClaimCondition::CooldownOver, requirements)
             .await
             .map_err(SendError::Storage)?
-            .map_err(|seen| match SendRefusal::explain(seen.as_ref(), &self.cooldown, now) {
+            .map_err(|seen| match SendRefusal::explain(seen.as_ref(), requirements, &self.cooldown, now) {
                 SendRefusal::UserNotFound => SendError::UserNotFound,
+                SendRefusal::ClientMismatch => SendError::ClientMismatch,
                 SendRefusal::AlreadyConfirmed => SendError::AlreadyConfirmed,
+                SendRefusal::AddressMismatch => SendError::AddressMismatch,
                 SendRefusal::CooldownActive { remaining_seconds } => SendError::CooldownActive { remaining_seconds },
             })?;
         let locale = self.deliver(&claim, requested_locale, now).await?;
@@ -105,6 +126,39 @@ impl ConfirmationSender {
         }
         let user_id = self.resolve(identity).await?;
         self.resend(&user_id, requested_locale, now).await
+    }
+
+    /// Replaces the pending address of a user created by `client`, then resends to the new one.
+    /// The checks of [`Self::resend_requiring`] come first, so a refused request changes nothing.
+    pub async fn change_address_and_resend(
+        &self,
+        user_id: &UserId,
+        client: &ClientId,
+        new_address: &EmailAddress,
+        requested_locale: Option<&Locale>,
+        now: UnixTime,
+    ) -> Result<Sent, SendError> {
+        if !self.settings.enabled {
+            return Err(SendError::MailDisabled);
+        }
+        let requirements = SendRequirements { client: Some(client), address: None };
+        let user = self.store.get_user(user_id).await.map_err(SendError::Storage)?;
+        match (&user, SendRefusal::explain(user.as_ref(), &requirements, &self.cooldown, now)) {
+            (_, SendRefusal::UserNotFound) => return Err(SendError::UserNotFound),
+            (_, SendRefusal::ClientMismatch) => return Err(SendError::ClientMismatch),
+            (_, SendRefusal::AlreadyConfirmed) => return Err(SendError::AlreadyConfirmed),
+            (Some(user), _) if user.email.normalized() != new_address.normalized() => {
+                match self.store.change_pending_address(user, new_address, now).await.map_err(SendError::Storage)? {
+                    Ok(()) => tracing::info!("pending address replaced"),
+                    Err(AddressChangeRefusal::AddressTaken) => return Err(SendError::AddressTaken),
+                    Err(AddressChangeRefusal::UserChanged) => {
+                        return Err(SendError::Storage(anyhow::anyhow!("the user changed during the address change")));
+                    }
+                }
+            }
+            _ => {}
+        }
+        self.resend_requiring(user_id, &requirements, requested_locale, now).await
     }
 
     /// A confirmation link for a pending user, without mail and without starting a cooldown.

@@ -60,7 +60,7 @@ pub async fn process_sign_up(
         CreateOutcome::Existing(user) => {
             match sender
                 .store
-                .claim_send(&user.id, now, until, ClaimCondition::NothingSentYet)
+                .claim_send(&user.id, now, until, ClaimCondition::NothingSentYet, &Default::default())
                 .await
                 .map_err(SignUpError::Storage)?
             {

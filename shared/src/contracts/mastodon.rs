@@ -1,0 +1,254 @@
+//! Mastodon's `POST /api/v1/emails/confirmations` (and the singular path its documentation
+//! shows): resend, optionally to a new address, for the OAuth application that created the user.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lambda_http::{Body, Request, Response};
+use serde_json::{Value, json};
+
+use crate::access_token::{AccessTokenError, AccessTokenVerifier, Principal};
+use crate::aws::AwsClients;
+use crate::config::{self, ConfigError, Source};
+use crate::contracts::{header, json_response, query_param, source_ip};
+use crate::domain::{EmailAddress, ThrottleRule, UnixTime, client_subject};
+use crate::usecases::send::{ConfirmationSender, SendError};
+use crate::usecases::throttle::{self, ThrottleError};
+
+/// Mastodon's answers besides success, with its wording.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    TokenInvalid,
+    TokenExpired,
+    OutsideScopes,
+    NotOwnedByApplication,
+    NotAwaitingConfirmation,
+    /// `Validation failed: …`, as Rails words a failed `update!`.
+    ValidationFailed(&'static str),
+    /// A throttle, or the cooldown: 429 with rack-attack's headers.
+    TooManyRequests {
+        limit: u32,
+        resets_at: UnixTime,
+    },
+    MailDisabled,
+    Internal,
+}
+
+impl Refusal {
+    pub fn response(&self) -> Response<Body> {
+        let (status, error) = match self {
+            Refusal::TokenInvalid => (401, "The access token is invalid".to_owned()),
+            Refusal::TokenExpired => (401, "The access token expired".to_owned()),
+            Refusal::OutsideScopes => (403, "This action is outside the authorized scopes".to_owned()),
+            Refusal::NotOwnedByApplication => {
+                (403, "This method is only available to the application the user originally signed-up with".to_owned())
+            }
+            Refusal::NotAwaitingConfirmation => {
+                (403, "This method is only available while the e-mail is awaiting confirmation".to_owned())
+            }
+            Refusal::ValidationFailed(reason) => (422, format!("Validation failed: {reason}")),
+            Refusal::TooManyRequests { .. } => (429, "Too many requests".to_owned()),
+            Refusal::MailDisabled => (503, "E-mail is disabled on this server".to_owned()),
+            Refusal::Internal => (500, "Internal server error".to_owned()),
+        };
+        let mut response = json_response(status, &json!({ "error": error }));
+        if let Refusal::TooManyRequests { limit, resets_at } = self {
+            let headers = response.headers_mut();
+            headers.insert("x-ratelimit-limit", http::HeaderValue::from(*limit));
+            headers.insert("x-ratelimit-remaining", http::HeaderValue::from_static("0"));
+            if let Ok(reset) = http::HeaderValue::from_str(&iso8601_micros(*resets_at)) {
+                headers.insert("x-ratelimit-reset", reset);
+            }
+        }
+        response
+    }
+}
+
+/// `Time#iso8601(6)` in UTC, as rack-attack writes `X-RateLimit-Reset`.
+fn iso8601_micros(time: UnixTime) -> String {
+    time::OffsetDateTime::from_unix_timestamp(time.0)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].000000Z")).ok()
+        })
+        .unwrap_or_default()
+}
+
+fn log_failure(err: &dyn std::error::Error) {
+    let mut chain = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        chain.push_str(": ");
+        chain.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    tracing::error!(error = %chain, "request failed");
+}
+
+/// The optional `email` parameter: query string, form data or JSON, as Rails merges them.
+fn email_param(request: &Request) -> Option<String> {
+    if let Some(email) = query_param(request, "email") {
+        return Some(email);
+    }
+    let body = match request.body() {
+        Body::Text(text) => text.as_bytes(),
+        Body::Binary(bytes) => bytes.as_slice(),
+        _ => return None,
+    };
+    let content_type = header(request, "content-type").unwrap_or_default().to_ascii_lowercase();
+    if content_type.starts_with("application/json") {
+        let value: Value = serde_json::from_slice(body).ok()?;
+        return value.get("email").map(|e| e.as_str().map(str::to_owned).unwrap_or_default());
+    }
+    if content_type.starts_with("application/x-www-form-urlencoded") {
+        let text = std::str::from_utf8(body).ok()?;
+        return text
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(k, _)| *k == "email")
+            .map(|(_, v)| form_decode(v));
+    }
+    None
+}
+
+fn form_decode(value: &str) -> String {
+    let bytes = value.replace('+', " ").into_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok());
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub struct ResendConfirmation {
+    pub access: AccessTokenVerifier,
+    pub sender: ConfirmationSender,
+    /// 25 requests per 5 minutes per client address, as Mastodon's rack-attack.
+    pub per_ip: ThrottleRule,
+    /// 5 requests per 30 minutes per user.
+    pub per_user: ThrottleRule,
+}
+
+impl ResendConfirmation {
+    pub fn from_config(source: &dyn Source, aws: Arc<AwsClients>) -> Result<Self, ConfigError> {
+        let count = |name, default| {
+            config::optional(source, name).map_or(Ok(default), |v| {
+                v.trim()
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| ConfigError::invalid(name, "expected a whole number above 0"))
+            })
+        };
+        Ok(Self {
+            access: AccessTokenVerifier::from_config(source)?,
+            sender: ConfirmationSender::from_config(source, aws)?,
+            per_ip: ThrottleRule {
+                name: "mastodon-confirmations-ip",
+                limit: count("MASTODON_IP_LIMIT", 25)?,
+                window: config::seconds(source, "MASTODON_IP_WINDOW_SECONDS", 300)?,
+            },
+            per_user: ThrottleRule {
+                name: "mastodon-confirmations-user",
+                limit: count("MASTODON_USER_LIMIT", 5)?,
+                window: config::seconds(source, "MASTODON_USER_WINDOW_SECONDS", 1800)?,
+            },
+        })
+    }
+
+    pub async fn handle(&self, request: Request) -> Response<Body> {
+        match self.resend(&request).await {
+            Ok(()) => json_response(200, &json!({})),
+            Err(refusal) => refusal.response(),
+        }
+    }
+
+    async fn count(&self, rule: ThrottleRule, subject: String, now: UnixTime) -> Result<(), Refusal> {
+        throttle::count_request(&self.sender.store, &[(rule, subject)], now).await.map_err(|err| match err {
+            ThrottleError::Throttled(throttled) => {
+                Refusal::TooManyRequests { limit: throttled.rule.limit, resets_at: throttled.resets_at }
+            }
+            ThrottleError::Storage(err) => {
+                log_failure(err.as_ref());
+                Refusal::Internal
+            }
+        })
+    }
+
+    fn authenticate(&self, request: &Request) -> Result<Principal, Refusal> {
+        self.access.authenticate(request.headers()).map_err(|err| match err {
+            AccessTokenError::Expired => Refusal::TokenExpired,
+            AccessTokenError::Missing | AccessTokenError::Invalid => Refusal::TokenInvalid,
+        })
+    }
+
+    async fn resend(&self, request: &Request) -> Result<(), Refusal> {
+        let now = UnixTime::now();
+        // rack-attack runs first: every request counts for its address, valid tokens for their user.
+        let client = source_ip(request).map(client_subject).unwrap_or_else(|| "unknown".to_owned());
+        self.count(self.per_ip, client, now).await?;
+        let principal = self.authenticate(request)?;
+        self.count(self.per_user, principal.user_id.as_str().to_owned(), now).await?;
+        if !principal.scopes.iter().any(|s| s == "write" || s == "write:accounts") {
+            return Err(Refusal::OutsideScopes);
+        }
+        let client_id = principal.client_id.as_ref().ok_or(Refusal::NotOwnedByApplication)?;
+        let result = match email_param(request) {
+            None => {
+                let requirements = crate::domain::SendRequirements { client: Some(client_id), address: None };
+                self.sender.resend_requiring(&principal.user_id, &requirements, None, now).await
+            }
+            Some(email) => {
+                let email = match EmailAddress::parse(&email) {
+                    Ok(email) => email,
+                    Err(_) if email.trim().is_empty() => return Err(Refusal::ValidationFailed("Email can't be blank")),
+                    Err(_) => return Err(Refusal::ValidationFailed("Email is invalid")),
+                };
+                self.sender.change_address_and_resend(&principal.user_id, client_id, &email, None, now).await
+            }
+        };
+        result.map(drop).map_err(|err| match err {
+            SendError::UserNotFound | SendError::ClientMismatch => Refusal::NotOwnedByApplication,
+            SendError::AlreadyConfirmed => Refusal::NotAwaitingConfirmation,
+            SendError::AddressTaken => Refusal::ValidationFailed("Email has already been taken"),
+            SendError::CooldownActive { remaining_seconds } => {
+                Refusal::TooManyRequests { limit: 1, resets_at: now.plus(Duration::from_secs(remaining_seconds)) }
+            }
+            SendError::MailDisabled => Refusal::MailDisabled,
+            SendError::AddressMismatch | SendError::Storage(_) | SendError::Delivery(_) => {
+                log_failure(&err);
+                Refusal::Internal
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reset_header_is_iso8601_with_microseconds_in_utc() {
+        assert_eq!(iso8601_micros(UnixTime(1_795_286_700)), "2026-11-21T18:45:00.000000Z");
+    }
+
+    #[test]
+    fn form_values_are_decoded() {
+        assert_eq!(form_decode("ada%2Bnews%40example.com"), "ada+news@example.com");
+        assert_eq!(form_decode("a+b"), "a b");
+    }
+}
