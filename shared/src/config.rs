@@ -58,6 +58,19 @@ pub fn seconds(source: &dyn Source, name: &'static str, default: u64) -> Result<
     }
 }
 
+/// A whole number above 0, such as a throttle's limit.
+pub fn count(source: &dyn Source, name: &'static str, default: u32) -> Result<u32, ConfigError> {
+    match optional(source, name) {
+        None => Ok(default),
+        Some(value) => value
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| ConfigError::invalid(name, "expected a whole number above 0")),
+    }
+}
+
 pub fn flag(source: &dyn Source, name: &'static str, default: bool) -> Result<bool, ConfigError> {
     match optional(source, name).map(|v| v.trim().to_ascii_lowercase()) {
         None => Ok(default),

@@ -5,6 +5,7 @@
 pub mod access_token;
 pub mod aws;
 pub mod config;
+pub mod confirm_page;
 pub mod contracts;
 pub mod domain;
 pub mod link_token;

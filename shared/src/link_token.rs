@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -72,6 +72,13 @@ pub struct VerifiedLink {
     pub locale: Option<Locale>,
 }
 
+/// A link we signed, fresh or not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthenticLink {
+    pub link: VerifiedLink,
+    pub expired: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum LinkTokenError {
     #[error("the confirmation token is missing")]
@@ -113,6 +120,15 @@ impl LinkVerifier {
     }
 
     pub fn verify(&self, token: &str) -> Result<VerifiedLink, LinkTokenError> {
+        match self.authenticate(token, UnixTime::now())? {
+            AuthenticLink { expired: true, .. } => Err(LinkTokenError::Expired),
+            AuthenticLink { link, .. } => Ok(link),
+        }
+    }
+
+    /// Checks that we signed the link, but not that it is still fresh: an expired link still
+    /// proves which user it was mailed to, which is enough to ask for a new one.
+    pub fn authenticate(&self, token: &str, now: UnixTime) -> Result<AuthenticLink, LinkTokenError> {
         let token = token.trim();
         if token.is_empty() {
             return Err(LinkTokenError::Missing);
@@ -128,19 +144,19 @@ impl LinkVerifier {
             .ok_or(LinkTokenError::Invalid)?;
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
+        validation.validate_exp = false;
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "sub", "aud"]);
         let claims = jsonwebtoken::decode::<LinkClaims>(token, &key.decoding, &validation)
-            .map_err(|err| match err.kind() {
-                ErrorKind::ExpiredSignature => LinkTokenError::Expired,
-                _ => LinkTokenError::Invalid,
-            })?
+            .map_err(|_| LinkTokenError::Invalid)?
             .claims;
-        Ok(VerifiedLink {
+        let link = VerifiedLink {
             user_id: UserId::parse(&claims.sub).map_err(|_| LinkTokenError::Invalid)?,
             address: AddressTag::from_stored(claims.adr),
             locale: claims.lc.as_deref().and_then(|tag| Locale::parse(tag).ok()),
-        })
+        };
+        // The same rule as jsonwebtoken's own check: valid up to and including `exp`.
+        Ok(AuthenticLink { link, expired: claims.exp < now.0 })
     }
 }
 
@@ -237,9 +253,15 @@ mod tests {
         let expired = issuer.issue(&user("a@example.org"), "en", long_ago).unwrap();
         assert_eq!(issuer.verifier().verify(token_of(&expired.url).unwrap()), Err(LinkTokenError::Expired));
 
+        let authentic = issuer.verifier().authenticate(token_of(&expired.url).unwrap(), UnixTime::now()).unwrap();
+        assert!(authentic.expired, "an expired link still names its user, to ask for a new one");
+        assert_eq!(authentic.link.user_id.as_str(), "user-7");
+
         let other = self::issuer(KEY_B, "", "");
         let forged = other.issue(&user("a@example.org"), "en", UnixTime::now()).unwrap();
         assert_eq!(issuer.verifier().verify(token_of(&forged.url).unwrap()), Err(LinkTokenError::Invalid));
+        let forged = token_of(&forged.url).unwrap();
+        assert_eq!(issuer.verifier().authenticate(forged, UnixTime::now()), Err(LinkTokenError::Invalid));
     }
 
     #[test]

@@ -10,10 +10,10 @@ use serde_json::json;
 use crate::access_token::{AccessTokenVerifier, bearer_token};
 use crate::aws::AwsClients;
 use crate::config::{self, ConfigError, Source};
-use crate::contracts::{header, json_response, path_param, source_ip};
-use crate::domain::{Identity, IdentityAttribute, ThrottleRule, UnixTime, client_subject};
+use crate::contracts::{header, json_response, log_failure, path_param, source_ip};
+use crate::domain::{Identity, IdentityAttribute, UnixTime, client_subject};
 use crate::usecases::send::{ConfirmationSender, SendError};
-use crate::usecases::throttle::{self, ThrottleError};
+use crate::usecases::throttle::{self, ResendThrottles, ThrottleError};
 
 /// Backendless's answers besides success.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,17 +95,6 @@ struct ErrorBody {
     code: u32,
 }
 
-fn log_failure(err: &dyn std::error::Error) {
-    let mut chain = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        chain.push_str(": ");
-        chain.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    tracing::error!(error = %chain, "request failed");
-}
-
 /// The identity in the path, parsed as the configured identity attribute.
 fn identity_of(request: &Request, attribute: IdentityAttribute) -> Result<Identity, ErrorCode> {
     let raw = path_param(request, "identity").ok_or(ErrorCode::UserNotFound)?;
@@ -120,18 +109,6 @@ fn identity_attribute(source: &dyn Source) -> Result<IdentityAttribute, ConfigEr
     }
 }
 
-fn limit(source: &dyn Source, name: &'static str, default: u32) -> Result<u32, ConfigError> {
-    match config::optional(source, name) {
-        None => Ok(default),
-        Some(value) => value
-            .trim()
-            .parse::<u32>()
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| ConfigError::invalid(name, "expected a whole number above 0")),
-    }
-}
-
 /// `POST /api/users/resendconfirmation/{identity}`: unauthenticated, so throttled per client
 /// address and per identity before anything is looked up.
 pub struct ResendConfirmation {
@@ -139,27 +116,16 @@ pub struct ResendConfirmation {
     pub identity: IdentityAttribute,
     /// `BACKENDLESS_PARANOID`: unknown identities are answered as known ones are.
     pub paranoid: bool,
-    pub per_ip: ThrottleRule,
-    pub per_identity: ThrottleRule,
+    pub throttles: ResendThrottles,
 }
 
 impl ResendConfirmation {
     pub fn from_config(source: &dyn Source, aws: Arc<AwsClients>) -> Result<Self, ConfigError> {
-        let window = |name| config::seconds(source, name, 3600);
         Ok(Self {
             sender: ConfirmationSender::from_config(source, aws)?,
             identity: identity_attribute(source)?,
             paranoid: config::flag(source, "BACKENDLESS_PARANOID", false)?,
-            per_ip: ThrottleRule {
-                name: "resend-ip",
-                limit: limit(source, "RESEND_IP_LIMIT", 20)?,
-                window: window("RESEND_IP_WINDOW_SECONDS")?,
-            },
-            per_identity: ThrottleRule {
-                name: "resend-identity",
-                limit: limit(source, "RESEND_IDENTITY_LIMIT", 5)?,
-                window: window("RESEND_IDENTITY_WINDOW_SECONDS")?,
-            },
+            throttles: ResendThrottles::from_config(source)?,
         })
     }
 
@@ -175,7 +141,7 @@ impl ResendConfirmation {
         let raw_identity = path_param(request, "identity").unwrap_or_default();
         let client = source_ip(request).map(client_subject).unwrap_or_else(|| "unknown".to_owned());
         // Counted by the identity as a mailbox would be: case does not make a new one.
-        let rules = [(self.per_ip, client), (self.per_identity, raw_identity.trim().to_lowercase())];
+        let rules = self.throttles.rules(client, raw_identity.trim().to_lowercase());
         throttle::count_request(&self.sender.store, &rules, now).await.map_err(|err| match err {
             ThrottleError::Throttled(throttled) => {
                 ErrorCode::TooManyRequests { retry_after_seconds: throttled.retry_after_seconds(now) }

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::access_token::{AccessTokenError, AccessTokenVerifier, Principal};
 use crate::aws::AwsClients;
 use crate::config::{self, ConfigError, Source};
-use crate::contracts::{header, json_response, query_param, source_ip};
+use crate::contracts::{form_field, header, json_response, log_failure, query_param, source_ip};
 use crate::domain::{EmailAddress, ThrottleRule, UnixTime, client_subject};
 use crate::usecases::send::{ConfirmationSender, SendError};
 use crate::usecases::throttle::{self, ThrottleError};
@@ -74,64 +74,21 @@ fn iso8601_micros(time: UnixTime) -> String {
         .unwrap_or_default()
 }
 
-fn log_failure(err: &dyn std::error::Error) {
-    let mut chain = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        chain.push_str(": ");
-        chain.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    tracing::error!(error = %chain, "request failed");
-}
-
 /// The optional `email` parameter: query string, form data or JSON, as Rails merges them.
 fn email_param(request: &Request) -> Option<String> {
     if let Some(email) = query_param(request, "email") {
         return Some(email);
     }
-    let body = match request.body() {
-        Body::Text(text) => text.as_bytes(),
-        Body::Binary(bytes) => bytes.as_slice(),
-        _ => return None,
-    };
+    let body = request.body().as_ref();
     let content_type = header(request, "content-type").unwrap_or_default().to_ascii_lowercase();
     if content_type.starts_with("application/json") {
         let value: Value = serde_json::from_slice(body).ok()?;
         return value.get("email").map(|e| e.as_str().map(str::to_owned).unwrap_or_default());
     }
     if content_type.starts_with("application/x-www-form-urlencoded") {
-        let text = std::str::from_utf8(body).ok()?;
-        return text
-            .split('&')
-            .filter_map(|pair| pair.split_once('='))
-            .find(|(k, _)| *k == "email")
-            .map(|(_, v)| form_decode(v));
+        return form_field(body, "email");
     }
     None
-}
-
-fn form_decode(value: &str) -> String {
-    let bytes = value.replace('+', " ").into_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = (bytes[i] == b'%')
-            .then(|| bytes.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok());
-        match escaped {
-            Some(byte) => {
-                out.push(byte);
-                i += 3;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 pub struct ResendConfirmation {
@@ -145,26 +102,17 @@ pub struct ResendConfirmation {
 
 impl ResendConfirmation {
     pub fn from_config(source: &dyn Source, aws: Arc<AwsClients>) -> Result<Self, ConfigError> {
-        let count = |name, default| {
-            config::optional(source, name).map_or(Ok(default), |v| {
-                v.trim()
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| ConfigError::invalid(name, "expected a whole number above 0"))
-            })
-        };
         Ok(Self {
             access: AccessTokenVerifier::from_config(source)?,
             sender: ConfirmationSender::from_config(source, aws)?,
             per_ip: ThrottleRule {
                 name: "mastodon-confirmations-ip",
-                limit: count("MASTODON_IP_LIMIT", 25)?,
+                limit: config::count(source, "MASTODON_IP_LIMIT", 25)?,
                 window: config::seconds(source, "MASTODON_IP_WINDOW_SECONDS", 300)?,
             },
             per_user: ThrottleRule {
                 name: "mastodon-confirmations-user",
-                limit: count("MASTODON_USER_LIMIT", 5)?,
+                limit: config::count(source, "MASTODON_USER_LIMIT", 5)?,
                 window: config::seconds(source, "MASTODON_USER_WINDOW_SECONDS", 1800)?,
             },
         })
@@ -244,11 +192,5 @@ mod tests {
     #[test]
     fn the_reset_header_is_iso8601_with_microseconds_in_utc() {
         assert_eq!(iso8601_micros(UnixTime(1_795_286_700)), "2026-11-21T18:45:00.000000Z");
-    }
-
-    #[test]
-    fn form_values_are_decoded() {
-        assert_eq!(form_decode("ada%2Bnews%40example.com"), "ada+news@example.com");
-        assert_eq!(form_decode("a+b"), "a b");
     }
 }

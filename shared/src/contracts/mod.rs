@@ -20,6 +20,23 @@ pub fn json_response(status: u16, body: &impl Serialize) -> Response<Body> {
     response
 }
 
+/// Logs a failure of ours with its whole chain of causes; the caller only sees a code.
+pub fn log_failure(err: &dyn std::error::Error) {
+    tracing::error!(error = %error_chain(err), "request failed");
+}
+
+/// `outer: cause: root cause`, so a log line says what failed and why.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut chain = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        chain.push_str(": ");
+        chain.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    chain
+}
+
 /// A query parameter, `None` when absent.
 pub fn query_param(request: &Request, name: &str) -> Option<String> {
     request.query_string_parameters_ref().and_then(|params| params.first(name)).map(str::to_owned)
@@ -37,6 +54,44 @@ pub fn source_ip(request: &Request) -> Option<std::net::IpAddr> {
         #[allow(unreachable_patterns)]
         _ => None,
     }
+}
+
+/// A field of an `application/x-www-form-urlencoded` body, decoded; the first if repeated.
+pub fn form_field(body: &[u8], name: &str) -> Option<String> {
+    std::str::from_utf8(body)
+        .ok()?
+        .split('&')
+        .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
+        .find(|(key, _)| form_decode(key) == name)
+        .map(|(_, value)| form_decode(value))
+}
+
+/// `+` is a space and `%XX` a byte; malformed escapes are kept as they are.
+fn form_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok());
+        match (escaped, bytes[i]) {
+            (Some(byte), _) => {
+                out.push(byte);
+                i += 3;
+            }
+            (None, b'+') => {
+                out.push(b' ');
+                i += 1;
+            }
+            (None, byte) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A header's value as text.
@@ -76,5 +131,22 @@ impl From<&User> for UserView {
             created_at: rfc3339(user.created_at),
             confirmed_at: user.confirmed_at.map(rfc3339),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_fields_are_decoded() {
+        let body = b"email=ada%2Bnews%40example.com&name=a+b&flag&token=x.y.z&token=second";
+        assert_eq!(form_field(body, "email").as_deref(), Some("ada+news@example.com"));
+        assert_eq!(form_field(body, "name").as_deref(), Some("a b"));
+        assert_eq!(form_field(body, "flag").as_deref(), Some(""));
+        assert_eq!(form_field(body, "token").as_deref(), Some("x.y.z"));
+        assert_eq!(form_field(body, "missing"), None);
+        assert_eq!(form_field(b"broken=%zz%4", "broken").as_deref(), Some("%zz%4"));
+        assert_eq!(form_field(&[0xff, b'='], "x"), None);
     }
 }

@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::access_token::{AccessTokenError, AccessTokenVerifier, Principal};
 use crate::aws::AwsClients;
 use crate::config::{ConfigError, Source};
-use crate::contracts::{UserView, json_response, query_param, rfc3339};
+use crate::contracts::{UserView, error_chain, json_response, query_param, rfc3339};
 use crate::domain::{Locale, UnixTime};
 use crate::link_token::LinkTokenError;
 use crate::usecases::confirm::{ConfirmError, Confirmer};
@@ -182,14 +182,7 @@ impl From<&CooldownStatusError> for ErrorCode {
 /// Logs an internal failure with its whole chain; the caller only sees the code.
 fn log_failure(code: ErrorCode, err: &dyn std::error::Error) {
     if code.status() >= 500 {
-        let mut chain = err.to_string();
-        let mut source = err.source();
-        while let Some(cause) = source {
-            chain.push_str(": ");
-            chain.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        tracing::error!(code = code.code(), error = %chain, "request failed");
+        tracing::error!(code = code.code(), error = %error_chain(err), "request failed");
     }
 }
 

@@ -1,0 +1,214 @@
+//! The hosted confirm page behind every confirmation link (`/confirm-email?token=…`).
+//!
+//! `GET` and `HEAD` only show the page: mail scanners fetch links before people do, so
+//! opening a link must neither confirm nor use anything up. The page's Confirm button posts
+//! the token back, and that `POST` confirms. An expired link offers one button that asks for
+//! a new link, through the same cooldown and throttles as every other send.
+
+pub mod outcome;
+pub mod render;
+
+use std::sync::Arc;
+
+use lambda_http::{Body, Request, Response};
+
+use crate::aws::AwsClients;
+use crate::config::{ConfigError, Source};
+use crate::contracts::{form_field, header, log_failure, query_param, source_ip};
+use crate::domain::{Locale, UnixTime, client_subject};
+use crate::link_token::AuthenticLink;
+use crate::usecases::confirm::{ConfirmError, Confirmer};
+use crate::usecases::send::{ConfirmationSender, SendError};
+use crate::usecases::throttle::{self, ResendThrottles, ThrottleError};
+use outcome::{Action, Page, RedirectPolicy};
+use render::{PageForm, PageRenderer, content_security_policy, protect};
+
+/// The page's path, where every link points.
+pub use crate::link_token::CONFIRM_PAGE_PATH;
+
+pub struct ConfirmPage {
+    pub confirmer: Confirmer,
+    pub sender: ConfirmationSender,
+    pub throttles: ResendThrottles,
+    pub redirects: RedirectPolicy,
+    pub pages: PageRenderer,
+    csp: String,
+}
+
+/// What the request carries, whichever method brought it.
+struct Submission {
+    token: Option<String>,
+    redirect_to: Option<String>,
+}
+
+/// A page to show, in the language chosen for it, with the token its button sends back.
+struct Shown<'a> {
+    page: Page,
+    locale: &'static str,
+    submission: &'a Submission,
+}
+
+impl ConfirmPage {
+    pub fn from_config(source: &dyn Source, aws: Arc<AwsClients>) -> Result<Self, ConfigError> {
+        let sender = ConfirmationSender::from_config(source, aws.clone())?;
+        let redirects = RedirectPolicy::from_config(source)?;
+        let pages = PageRenderer::new(sender.settings.app_name.clone(), sender.settings.default_locale);
+        Ok(Self {
+            confirmer: Confirmer::from_config(source, aws)?,
+            throttles: ResendThrottles::from_config(source)?,
+            csp: content_security_policy(&redirects.origins()),
+            redirects,
+            pages,
+            sender,
+        })
+    }
+
+    pub async fn handle(&self, request: Request) -> Response<Body> {
+        let method = request.method().clone();
+        let mut response = match method {
+            http::Method::GET | http::Method::HEAD => self.open(&request).await,
+            http::Method::POST => self.submit(&request).await,
+            _ => {
+                let mut response = Response::new(Body::Empty);
+                *response.status_mut() = http::StatusCode::METHOD_NOT_ALLOWED;
+                response.headers_mut().insert(http::header::ALLOW, http::HeaderValue::from_static("GET, HEAD, POST"));
+                response
+            }
+        };
+        if method == http::Method::HEAD {
+            *response.body_mut() = Body::Empty;
+        }
+        protect(&mut response, &self.csp);
+        response
+    }
+
+    /// `GET`/`HEAD`: reads the user to say where the link stands; writes nothing.
+    async fn open(&self, request: &Request) -> Response<Body> {
+        let submission =
+            Submission { token: query_param(request, "token"), redirect_to: query_param(request, "redirect_to") };
+        let link =
+            self.sender.links.verifier().authenticate(submission.token.as_deref().unwrap_or_default(), UnixTime::now());
+        let (page, link) = match link {
+            Err(err) => (Page::on_bad_link(err), None),
+            Ok(_) if !self.confirmer.mail_enabled => (Page::MailDisabled, None),
+            Ok(link) => match self.sender.store.get_user(&link.link.user_id).await {
+                Ok(user) => (Page::on_open(&link, user.as_ref()), Some((link, user))),
+                Err(err) => {
+                    // The read only decides which page to show; the button still works.
+                    log_failure(err.as_ref());
+                    let page = if link.expired { Page::Expired } else { Page::AskToConfirm };
+                    (page, Some((link, None)))
+                }
+            },
+        };
+        let link_locale = link.as_ref().and_then(|(link, _)| link.link.locale.clone());
+        let stored_locale = link.as_ref().and_then(|(_, user)| user.as_ref()).and_then(|user| user.locale.clone());
+        let locale = self.locale_for(request, [link_locale.as_ref(), stored_locale.as_ref()]);
+        self.show(Shown { page, locale, submission: &submission })
+    }
+
+    /// `POST`: the Confirm button, or "send me a new link".
+    async fn submit(&self, request: &Request) -> Response<Body> {
+        let body = request.body().as_ref();
+        let field = |name: &str| form_field(body, name).or_else(|| query_param(request, name));
+        let submission = Submission { token: field("token"), redirect_to: field("redirect_to") };
+        let now = UnixTime::now();
+        let link = self.sender.links.verifier().authenticate(submission.token.as_deref().unwrap_or_default(), now).ok();
+        let locale = self.locale_for(request, [link.as_ref().and_then(|l| l.link.locale.as_ref()), None]);
+        let page = match Action::parse(field("action").as_deref()) {
+            None => Page::Invalid,
+            Some(Action::Confirm) => {
+                let result = self.confirmer.confirm(submission.token.as_deref(), now).await;
+                if let Err(err @ ConfirmError::Storage(_)) = &result {
+                    log_failure(err);
+                }
+                Page::after_confirm(&result)
+            }
+            Some(Action::SendNewLink) => self.send_new_link(request, link.as_ref(), now).await,
+        };
+        if page.is_success() {
+            if let Some(target) = self.redirects.target(submission.redirect_to.as_deref()) {
+                return see_other(target);
+            }
+        }
+        self.show(Shown { page, locale, submission: &submission })
+    }
+
+    async fn send_new_link(&self, request: &Request, link: Option<&AuthenticLink>, now: UnixTime) -> Page {
+        let Some(link) = link else { return Page::Invalid };
+        if !self.sender.settings.enabled {
+            return Page::MailDisabled;
+        }
+        let client = source_ip(request).map(client_subject).unwrap_or_else(|| "unknown".to_owned());
+        let rules = self.throttles.rules(client, link.link.user_id.as_str().to_owned());
+        match throttle::count_request(&self.sender.store, &rules, now).await {
+            Ok(()) => {}
+            Err(ThrottleError::Throttled(throttled)) => {
+                return Page::TooManyRequests { retry_after_seconds: throttled.retry_after_seconds(now) };
+            }
+            Err(ThrottleError::Storage(err)) => {
+                log_failure(err.as_ref());
+                return Page::TemporaryFailure { retry: Action::SendNewLink };
+            }
+        }
+        // The new mail is written in the language of the one whose link expired.
+        let result = self.sender.resend(&link.link.user_id, link.link.locale.as_ref(), now).await;
+        if let Err(err @ (SendError::Storage(_) | SendError::Delivery(_))) = &result {
+            log_failure(err);
+        }
+        Page::after_new_link(&result)
+    }
+
+    fn locale_for(&self, request: &Request, preferred: [Option<&Locale>; 2]) -> &'static str {
+        let preferred: Vec<&Locale> = preferred.into_iter().flatten().collect();
+        self.pages.choose_locale(&preferred, header(request, "accept-language"))
+    }
+
+    fn show(&self, shown: Shown<'_>) -> Response<Body> {
+        let Shown { page, locale, submission } = shown;
+        let form = match (page.button(), submission.token.as_deref()) {
+            (Some(action), Some(token)) => {
+                Some(PageForm { action: action.as_str(), token, redirect_to: submission.redirect_to.as_deref() })
+            }
+            _ => None,
+        };
+        let continue_to =
+            if page.is_success() { self.redirects.target(submission.redirect_to.as_deref()) } else { None };
+        tracing::info!(page = page.key(), status = page.status(), "confirm page shown");
+        let html = match self.pages.render(page, locale, form, continue_to) {
+            Ok(html) => html,
+            Err(reason) => {
+                tracing::error!(error = %reason, "the confirm page does not render");
+                return text_response(500, "The page could not be shown. Please try again later.");
+            }
+        };
+        let mut response = text_response(page.status(), &html);
+        let headers = response.headers_mut();
+        headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/html; charset=utf-8"));
+        headers.insert(http::header::CONTENT_LANGUAGE, http::HeaderValue::from_static(locale));
+        headers.insert(http::header::VARY, http::HeaderValue::from_static("Accept-Language"));
+        if let Page::TooManyRequests { retry_after_seconds } = page {
+            headers.insert(http::header::RETRY_AFTER, http::HeaderValue::from(retry_after_seconds));
+        }
+        response
+    }
+}
+
+fn text_response(status: u16, text: &str) -> Response<Body> {
+    let mut response = Response::new(Body::Text(text.to_owned()));
+    *response.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    response
+        .headers_mut()
+        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+}
+
+/// `303 See Other`: after the form's `POST`, the browser continues with a `GET`.
+fn see_other(target: &str) -> Response<Body> {
+    let mut response = Response::new(Body::Empty);
+    *response.status_mut() = http::StatusCode::SEE_OTHER;
+    if let Ok(location) = http::HeaderValue::from_str(target) {
+        response.headers_mut().insert(http::header::LOCATION, location);
+    }
+    response
+}

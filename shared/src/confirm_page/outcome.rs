@@ -1,0 +1,391 @@
+//! What the confirm page shows, decided without I/O: the page for each outcome of opening a
+//! link or pressing one of the page's buttons, and where a confirmed person may be sent next.
+
+use crate::config::{self, ConfigError, Source};
+use crate::domain::{User, UserStatus};
+use crate::link_token::{AuthenticLink, LinkTokenError};
+use crate::usecases::confirm::ConfirmError;
+use crate::usecases::send::SendError;
+
+/// What a button of the page asks for when it is pressed (a `POST` with `action=…`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Confirm,
+    SendNewLink,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Confirm => "confirm",
+            Action::SendNewLink => "send-new-link",
+        }
+    }
+
+    /// A form's `action` field; none means confirm, the page's main button.
+    pub fn parse(value: Option<&str>) -> Option<Self> {
+        match value.map(str::trim) {
+            None | Some("") | Some("confirm") => Some(Action::Confirm),
+            Some("send-new-link") => Some(Action::SendNewLink),
+            Some(_) => None,
+        }
+    }
+}
+
+/// Every page a person can see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Page {
+    /// A good link to a pending address: the Confirm button. Opening a link changes nothing,
+    /// so mail scanners that fetch it use nothing up.
+    AskToConfirm,
+    Confirmed,
+    /// A success too: the address is confirmed, whoever pressed the button first.
+    AlreadyConfirmed,
+    /// The link is ours but too old: one button sends a new one.
+    Expired,
+    /// The same answer whatever the account's state, so the page reveals nothing about it.
+    NewLinkRequested,
+    Invalid,
+    /// The account's address changed after this link was mailed.
+    AddressChanged,
+    MailDisabled,
+    /// Our failure: nothing changed, and the button repeats what was asked.
+    TemporaryFailure {
+        retry: Action,
+    },
+    TooManyRequests {
+        retry_after_seconds: u64,
+    },
+}
+
+impl Page {
+    /// Names the page's texts in the string tables (`<key>.title`, `<key>.text`, …).
+    pub fn key(self) -> &'static str {
+        match self {
+            Page::AskToConfirm => "ask",
+            Page::Confirmed => "confirmed",
+            Page::AlreadyConfirmed => "already_confirmed",
+            Page::Expired => "expired",
+            Page::NewLinkRequested => "new_link_requested",
+            Page::Invalid => "invalid",
+            Page::AddressChanged => "address_changed",
+            Page::MailDisabled => "mail_disabled",
+            Page::TemporaryFailure { .. } => "temporary_failure",
+            Page::TooManyRequests { .. } => "too_many_requests",
+        }
+    }
+
+    pub fn status(self) -> u16 {
+        match self {
+            Page::AskToConfirm | Page::Confirmed | Page::AlreadyConfirmed | Page::NewLinkRequested => 200,
+            Page::Invalid => 400,
+            Page::AddressChanged => 409,
+            Page::Expired => 410,
+            Page::TooManyRequests { .. } => 429,
+            Page::MailDisabled | Page::TemporaryFailure { .. } => 503,
+        }
+    }
+
+    /// What the page's button does, if it has one.
+    pub fn button(self) -> Option<Action> {
+        match self {
+            Page::AskToConfirm => Some(Action::Confirm),
+            Page::Expired => Some(Action::SendNewLink),
+            Page::TemporaryFailure { retry } => Some(retry),
+            _ => None,
+        }
+    }
+
+    /// How the page looks: a success, a problem the person can act on, or our failure.
+    pub fn tone(self) -> &'static str {
+        match self {
+            Page::Confirmed | Page::AlreadyConfirmed | Page::NewLinkRequested => "success",
+            Page::AskToConfirm => "neutral",
+            _ => "problem",
+        }
+    }
+
+    /// Whether a person on this page is done and may continue to the app.
+    pub fn is_success(self) -> bool {
+        matches!(self, Page::Confirmed | Page::AlreadyConfirmed)
+    }
+
+    /// The page for an opened link, given the user as stored now (`None`: no such user).
+    pub fn on_open(link: &AuthenticLink, user: Option<&User>) -> Page {
+        match user {
+            None => Page::Invalid,
+            Some(user) if user.email.tag() != link.link.address => Page::AddressChanged,
+            Some(user) if user.status == UserStatus::Enabled => Page::AlreadyConfirmed,
+            Some(_) if link.expired => Page::Expired,
+            Some(_) => Page::AskToConfirm,
+        }
+    }
+
+    /// The page for a link that did not verify.
+    pub fn on_bad_link(err: LinkTokenError) -> Page {
+        match err {
+            LinkTokenError::Missing | LinkTokenError::Invalid => Page::Invalid,
+            LinkTokenError::Expired => Page::Expired,
+        }
+    }
+
+    /// The page after pressing Confirm.
+    pub fn after_confirm(result: &Result<User, ConfirmError>) -> Page {
+        match result {
+            Ok(_) => Page::Confirmed,
+            Err(ConfirmError::AlreadyConfirmed) => Page::AlreadyConfirmed,
+            Err(ConfirmError::Token(err)) => Page::on_bad_link(*err),
+            Err(ConfirmError::UserNotFound) => Page::Invalid,
+            Err(ConfirmError::AddressChanged) => Page::AddressChanged,
+            Err(ConfirmError::MailDisabled) => Page::MailDisabled,
+            Err(ConfirmError::Storage(_)) => Page::TemporaryFailure { retry: Action::Confirm },
+        }
+    }
+
+    /// The page after asking for a new link. Whether a mail went out, the cooldown held it
+    /// back, or the account is confirmed or gone, the answer is the same.
+    pub fn after_new_link<T>(result: &Result<T, SendError>) -> Page {
+        match result {
+            Err(SendError::MailDisabled) => Page::MailDisabled,
+            Err(SendError::Storage(_) | SendError::Delivery(_)) => {
+                Page::TemporaryFailure { retry: Action::SendNewLink }
+            }
+            Ok(_)
+            | Err(
+                SendError::UserNotFound
+                | SendError::AlreadyConfirmed
+                | SendError::CooldownActive { .. }
+                | SendError::ClientMismatch
+                | SendError::AddressMismatch
+                | SendError::AddressTaken,
+            ) => Page::NewLinkRequested,
+        }
+    }
+}
+
+/// Where a person goes after confirming: `CONFIRMED_REDIRECT_URL`, or an address the request
+/// names (`redirect_to`) only when its origin is on `CONFIRMED_REDIRECT_ALLOWED_ORIGINS`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RedirectPolicy {
+    default: Option<String>,
+    allowed_origins: Vec<String>,
+}
+
+impl RedirectPolicy {
+    pub fn from_config(source: &dyn Source) -> Result<Self, ConfigError> {
+        const URL: &str = "CONFIRMED_REDIRECT_URL";
+        const ORIGINS: &str = "CONFIRMED_REDIRECT_ALLOWED_ORIGINS";
+        let default = match config::optional(source, URL) {
+            None => None,
+            Some(url) => {
+                let url = url.trim().to_owned();
+                origin_of(&url).ok_or_else(|| ConfigError::invalid(URL, "expected an absolute http(s) URL"))?;
+                Some(url)
+            }
+        };
+        let allowed_origins = config::optional(source, ORIGINS)
+            .unwrap_or_default()
+            .split(',')
+            .map(|entry| entry.trim().trim_end_matches('/'))
+            .filter(|entry| !entry.is_empty())
+            .map(|entry| match origin_of(entry) {
+                Some(origin) if origin.eq_ignore_ascii_case(entry) || origin_without_default_port(entry) == origin => {
+                    Ok(origin)
+                }
+                _ => Err(ConfigError::invalid(
+                    ORIGINS,
+                    format!("{entry:?} is not an origin such as https://app.example.com"),
+                )),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self { default, allowed_origins })
+    }
+
+    /// Where to send a confirmed person, if anywhere.
+    pub fn target<'a>(&'a self, requested: Option<&'a str>) -> Option<&'a str> {
+        let requested = requested.map(str::trim).filter(|url| {
+            origin_of(url).is_some_and(|origin| self.allowed_origins.iter().any(|allowed| *allowed == origin))
+        });
+        requested.or(self.default.as_deref())
+    }
+
+    /// The origins a confirm form may end up at, for the page's `form-action` policy.
+    pub fn origins(&self) -> Vec<String> {
+        let mut origins: Vec<String> = self.default.iter().filter_map(|url| origin_of(url)).collect();
+        origins.extend(self.allowed_origins.iter().cloned());
+        origins.sort();
+        origins.dedup();
+        origins
+    }
+}
+
+/// `scheme://host[:port]` of an absolute http(s) URL, lower-cased and without a default port;
+/// `None` for anything else, including URLs with credentials or characters browsers repair.
+pub fn origin_of(url: &str) -> Option<String> {
+    if url.is_empty() || url.chars().any(|c| c.is_whitespace() || c.is_control() || c == '\\') {
+        return None;
+    }
+    let uri: http::Uri = url.parse().ok()?;
+    let scheme = uri.scheme_str()?.to_ascii_lowercase();
+    let authority = uri.authority()?;
+    if authority.as_str().contains('@') || !matches!(scheme.as_str(), "http" | "https") {
+        return None;
+    }
+    let host = authority.host().to_ascii_lowercase();
+    if host.is_empty() {
+        return None;
+    }
+    let default_port = if scheme == "https" { 443 } else { 80 };
+    Some(match authority.port_u16() {
+        Some(port) if port != default_port => format!("{scheme}://{host}:{port}"),
+        _ => format!("{scheme}://{host}"),
+    })
+}
+
+fn origin_without_default_port(entry: &str) -> String {
+    entry.to_ascii_lowercase().trim_end_matches(":443").trim_end_matches(":80").to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::domain::{EmailAddress, UnixTime, UserId};
+    use crate::link_token::VerifiedLink;
+
+    fn user(email: &str, status: UserStatus) -> User {
+        User {
+            id: UserId::parse("u-1").unwrap(),
+            email: EmailAddress::parse(email).unwrap(),
+            status,
+            locale: None,
+            client_id: None,
+            created_at: UnixTime(0),
+            confirmed_at: None,
+            cooldown_until: None,
+        }
+    }
+
+    fn link_to(email: &str, expired: bool) -> AuthenticLink {
+        let address = EmailAddress::parse(email).unwrap().tag();
+        AuthenticLink { link: VerifiedLink { user_id: UserId::parse("u-1").unwrap(), address, locale: None }, expired }
+    }
+
+    #[test]
+    fn opening_a_link_shows_the_state_of_its_user() {
+        use UserStatus::*;
+        let pending = user("ada@example.org", EmailConfirmationPending);
+        let confirmed = user("ada@example.org", Enabled);
+        let moved = user("new@example.org", EmailConfirmationPending);
+        assert_eq!(Page::on_open(&link_to("ada@example.org", false), Some(&pending)), Page::AskToConfirm);
+        assert_eq!(Page::on_open(&link_to("ADA@example.org", false), Some(&confirmed)), Page::AlreadyConfirmed);
+        assert_eq!(Page::on_open(&link_to("ada@example.org", true), Some(&confirmed)), Page::AlreadyConfirmed);
+        assert_eq!(Page::on_open(&link_to("ada@example.org", true), Some(&pending)), Page::Expired);
+        assert_eq!(Page::on_open(&link_to("ada@example.org", false), Some(&moved)), Page::AddressChanged);
+        assert_eq!(Page::on_open(&link_to("ada@example.org", false), None), Page::Invalid);
+    }
+
+    #[test]
+    fn pressing_confirm_maps_every_outcome_to_a_page() {
+        let ok: Result<User, ConfirmError> = Ok(user("a@example.org", UserStatus::Enabled));
+        assert_eq!(Page::after_confirm(&ok), Page::Confirmed);
+        let cases = [
+            (ConfirmError::AlreadyConfirmed, Page::AlreadyConfirmed),
+            (ConfirmError::Token(LinkTokenError::Expired), Page::Expired),
+            (ConfirmError::Token(LinkTokenError::Invalid), Page::Invalid),
+            (ConfirmError::Token(LinkTokenError::Missing), Page::Invalid),
+            (ConfirmError::UserNotFound, Page::Invalid),
+            (ConfirmError::AddressChanged, Page::AddressChanged),
+            (ConfirmError::MailDisabled, Page::MailDisabled),
+            (ConfirmError::Storage(anyhow::anyhow!("down")), Page::TemporaryFailure { retry: Action::Confirm }),
+        ];
+        for (err, page) in cases {
+            assert_eq!(Page::after_confirm(&Err(err)), page);
+        }
+    }
+
+    #[test]
+    fn asking_for_a_new_link_answers_the_same_whatever_the_account() {
+        let same = [
+            Ok(()),
+            Err(SendError::UserNotFound),
+            Err(SendError::AlreadyConfirmed),
+            Err(SendError::CooldownActive { remaining_seconds: 30 }),
+        ];
+        for result in same {
+            assert_eq!(Page::after_new_link(&result), Page::NewLinkRequested);
+        }
+        let failed: Result<(), _> = Err(SendError::Storage(anyhow::anyhow!("down")));
+        assert_eq!(Page::after_new_link(&failed), Page::TemporaryFailure { retry: Action::SendNewLink });
+        assert_eq!(Page::after_new_link::<()>(&Err(SendError::MailDisabled)), Page::MailDisabled);
+    }
+
+    #[test]
+    fn only_pages_that_offer_an_action_have_a_button() {
+        assert_eq!(Page::AskToConfirm.button(), Some(Action::Confirm));
+        assert_eq!(Page::Expired.button(), Some(Action::SendNewLink));
+        assert_eq!(Page::TemporaryFailure { retry: Action::SendNewLink }.button(), Some(Action::SendNewLink));
+        assert_eq!(Page::Confirmed.button(), None);
+        assert_eq!(Page::Invalid.button(), None);
+    }
+
+    #[test]
+    fn form_actions_parse_and_default_to_confirm() {
+        assert_eq!(Action::parse(None), Some(Action::Confirm));
+        assert_eq!(Action::parse(Some("send-new-link")), Some(Action::SendNewLink));
+        assert_eq!(Action::parse(Some("delete-account")), None);
+    }
+
+    fn policy(pairs: &[(&str, &str)]) -> Result<RedirectPolicy, ConfigError> {
+        let env: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        RedirectPolicy::from_config(&env)
+    }
+
+    #[test]
+    fn origins_are_scheme_host_and_port_and_nothing_that_could_fool_a_comparison() {
+        assert_eq!(origin_of("https://App.Example.com/welcome?x=1").as_deref(), Some("https://app.example.com"));
+        assert_eq!(origin_of("https://app.example.com:443/").as_deref(), Some("https://app.example.com"));
+        assert_eq!(origin_of("http://127.0.0.1:3000/x").as_deref(), Some("http://127.0.0.1:3000"));
+        for bad in [
+            "/welcome",
+            "//evil.example/x",
+            "javascript:alert(1)",
+            "https://app.example.com@evil.example/",
+            "https://evil.example\\@app.example.com/",
+            "https://app.example.com /x",
+            "ftp://app.example.com/",
+            "",
+        ] {
+            assert_eq!(origin_of(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_requested_redirect_is_followed_only_to_an_allowed_origin() {
+        let policy = policy(&[
+            ("CONFIRMED_REDIRECT_URL", "https://app.example.com/welcome"),
+            ("CONFIRMED_REDIRECT_ALLOWED_ORIGINS", "https://app.example.com, https://beta.example.com/"),
+        ])
+        .unwrap();
+        assert_eq!(policy.target(None), Some("https://app.example.com/welcome"));
+        assert_eq!(policy.target(Some("https://beta.example.com/hi")), Some("https://beta.example.com/hi"));
+        assert_eq!(policy.target(Some("https://evil.example/hi")), Some("https://app.example.com/welcome"));
+        assert_eq!(
+            policy.target(Some("https://beta.example.com.evil.example/")),
+            Some("https://app.example.com/welcome")
+        );
+        assert_eq!(policy.origins(), ["https://app.example.com", "https://beta.example.com"]);
+
+        let unconfigured = self::policy(&[]).unwrap();
+        assert_eq!(unconfigured.target(Some("https://app.example.com/")), None, "no allow-list, no redirect");
+    }
+
+    #[test]
+    fn malformed_redirect_settings_stop_the_start() {
+        let err = policy(&[("CONFIRMED_REDIRECT_URL", "/welcome")]).unwrap_err().to_string();
+        assert!(err.contains("CONFIRMED_REDIRECT_URL"), "{err}");
+        let err = policy(&[("CONFIRMED_REDIRECT_ALLOWED_ORIGINS", "https://app.example.com/path")]).unwrap_err();
+        assert!(err.to_string().contains("CONFIRMED_REDIRECT_ALLOWED_ORIGINS"), "{err}");
+    }
+}

@@ -1,0 +1,270 @@
+//! The confirm page as HTML in the person's language, and the headers that keep it safe:
+//! a strict Content-Security-Policy, no referrer (the token is in the URL), no caching.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use base64::Engine as _;
+use lambda_http::{Body, Response};
+use minijinja::{Environment, Value, context};
+use sha2::{Digest, Sha256};
+
+use super::outcome::Page;
+use crate::domain::Locale;
+
+/// The languages the page is written in, as the mails are.
+pub const PAGE_LOCALES: &[&str] = crate::mail::MAIL_LOCALES;
+
+const STRINGS: &[(&str, &str)] = &[
+    ("en", include_str!("../../templates/page/en.json")),
+    ("fr", include_str!("../../templates/page/fr.json")),
+    ("de", include_str!("../../templates/page/de.json")),
+    ("es", include_str!("../../templates/page/es.json")),
+    ("it", include_str!("../../templates/page/it.json")),
+];
+const TEMPLATE: &str = include_str!("../../templates/page/page.html");
+const CSS: &str = include_str!("../../templates/page/page.css");
+
+/// A form the page's button submits.
+#[derive(Debug, Clone)]
+pub struct PageForm<'a> {
+    pub action: &'static str,
+    pub token: &'a str,
+    pub redirect_to: Option<&'a str>,
+}
+
+/// Renders pages; the templates and string tables are parsed on first use, not at start-up.
+pub struct PageRenderer {
+    app_name: String,
+    default_locale: &'static str,
+    compiled: OnceLock<Result<Compiled, String>>,
+}
+
+struct Compiled {
+    env: Environment<'static>,
+    strings: HashMap<&'static str, HashMap<String, String>>,
+}
+
+impl PageRenderer {
+    pub fn new(app_name: String, default_locale: &'static str) -> Self {
+        Self { app_name, default_locale, compiled: OnceLock::new() }
+    }
+
+    fn compiled(&self) -> Result<&Compiled, String> {
+        self.compiled
+            .get_or_init(|| {
+                let mut env = Environment::new();
+                env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+                env.add_template("page.html", TEMPLATE).map_err(|err| format!("page.html: {err}"))?;
+                let strings = STRINGS
+                    .iter()
+                    .map(|(locale, json)| {
+                        serde_json::from_str(json)
+                            .map(|table| (*locale, table))
+                            .map_err(|err| format!("{locale}: {err}"))
+                    })
+                    .collect::<Result<_, _>>()?;
+                Ok(Compiled { env, strings })
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// The page's language: the link's or the user's, then the browser's `Accept-Language`
+    /// (negotiated by fluent-langneg, `fr-CA` → `fr`), then the default.
+    pub fn choose_locale(&self, preferred: &[&Locale], accept_language: Option<&str>) -> &'static str {
+        use fluent_langneg::{LanguageIdentifier, NegotiationStrategy, negotiate_languages, parse_accepted_languages};
+        let mut requested: Vec<LanguageIdentifier> =
+            preferred.iter().filter_map(|locale| locale.as_str().parse().ok()).collect();
+        requested.extend(parse_accepted_languages(accept_language.unwrap_or_default()));
+        let available: Vec<LanguageIdentifier> = PAGE_LOCALES.iter().filter_map(|tag| tag.parse().ok()).collect();
+        let chosen = negotiate_languages(&requested, &available, None, NegotiationStrategy::Lookup);
+        chosen
+            .first()
+            .and_then(|id| PAGE_LOCALES.iter().copied().find(|tag| *tag == id.to_string()))
+            .unwrap_or(self.default_locale)
+    }
+
+    /// The page's HTML in a shipped locale. Only fails if a shipped template is broken,
+    /// which the unit tests rule out.
+    pub fn render(
+        &self,
+        page: Page,
+        locale: &'static str,
+        form: Option<PageForm<'_>>,
+        continue_to: Option<&str>,
+    ) -> Result<String, String> {
+        let compiled = self.compiled()?;
+        let table = compiled.strings.get(locale).ok_or_else(|| format!("no strings for {locale}"))?;
+        let text = |key: &str| -> Result<String, String> {
+            table.get(key).map(|s| s.replace("{app}", &self.app_name)).ok_or_else(|| format!("{locale}: no {key}"))
+        };
+        let key = page.key();
+        let form = match (form, page.button()) {
+            (Some(form), Some(_)) => Some(context! {
+                action => form.action,
+                token => form.token,
+                redirect_to => form.redirect_to,
+                button => text(&format!("{key}.button"))?,
+            }),
+            _ => None,
+        };
+        let continue_label = continue_to.map(|_| text("continue")).transpose()?;
+        let title = text(&format!("{key}.title"))?;
+        let body_text = text(&format!("{key}.text"))?;
+        compiled
+            .env
+            .get_template("page.html")
+            .and_then(|template| {
+                template.render(context! {
+                    lang => locale,
+                    page => key,
+                    tone => page.tone(),
+                    app_name => &self.app_name,
+                    title,
+                    text => body_text,
+                    css => Value::from_safe_string(CSS.to_owned()),
+                    form,
+                    continue_to,
+                    continue_label,
+                })
+            })
+            .map_err(|err| format!("rendering {key}: {err}"))
+    }
+}
+
+/// `'sha256-…'` of the page's only style sheet, so the policy can forbid every other.
+fn style_hash() -> &'static str {
+    static HASH: OnceLock<String> = OnceLock::new();
+    HASH.get_or_init(|| {
+        format!("'sha256-{}'", base64::engine::general_purpose::STANDARD.encode(Sha256::digest(CSS.as_bytes())))
+    })
+}
+
+/// The page's Content-Security-Policy: nothing but its own style, forms only to itself and
+/// to the origins a confirmed person may be sent on to, never in a frame.
+pub fn content_security_policy(redirect_origins: &[String]) -> String {
+    let mut form_action = String::from("'self'");
+    for origin in redirect_origins {
+        form_action.push(' ');
+        form_action.push_str(origin);
+    }
+    format!(
+        "default-src 'none'; style-src {}; form-action {form_action}; frame-ancestors 'none'; base-uri 'none'",
+        style_hash()
+    )
+}
+
+/// Headers every answer of the page carries, pages and redirects alike.
+pub fn protect(response: &mut Response<Body>, csp: &str) {
+    let headers = response.headers_mut();
+    let pairs = [
+        ("referrer-policy", "no-referrer"),
+        ("cache-control", "no-store"),
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+    ];
+    for (name, value) in pairs {
+        headers.insert(name, http::HeaderValue::from_static(value));
+    }
+    if let Ok(value) = http::HeaderValue::from_str(csp) {
+        headers.insert("content-security-policy", value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::confirm_page::outcome::Action;
+
+    const EVERY_PAGE: &[Page] = &[
+        Page::AskToConfirm,
+        Page::Confirmed,
+        Page::AlreadyConfirmed,
+        Page::Expired,
+        Page::NewLinkRequested,
+        Page::Invalid,
+        Page::AddressChanged,
+        Page::MailDisabled,
+        Page::TemporaryFailure { retry: Action::Confirm },
+        Page::TooManyRequests { retry_after_seconds: 60 },
+    ];
+
+    fn renderer() -> PageRenderer {
+        PageRenderer::new("Acme".to_owned(), "en")
+    }
+
+    #[test]
+    fn every_locale_has_every_string_of_english_and_no_other() {
+        let compiled = renderer().compiled().map(|c| c.strings.clone()).unwrap();
+        let english: BTreeSet<&String> = compiled["en"].keys().collect();
+        for locale in PAGE_LOCALES {
+            let keys: BTreeSet<&String> = compiled[locale].keys().collect();
+            assert_eq!(keys, english, "{locale}");
+            assert!(compiled[locale].values().all(|text| !text.trim().is_empty()), "{locale}");
+        }
+        for page in EVERY_PAGE {
+            assert!(english.contains(&format!("{}.title", page.key())), "{page:?}");
+            if page.button().is_some() {
+                assert!(english.contains(&format!("{}.button", page.key())), "{page:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_page_renders_in_every_locale_in_that_language() {
+        let renderer = renderer();
+        for locale in PAGE_LOCALES {
+            let mut titles = BTreeSet::new();
+            for page in EVERY_PAGE {
+                let form = PageForm { action: "confirm", token: "t.o.k", redirect_to: None };
+                let html = renderer.render(*page, locale, Some(form), None).unwrap();
+                assert!(html.contains(&format!("<html lang=\"{locale}\">")), "{locale} {page:?}");
+                assert_eq!(html.contains("<button type=\"submit\">"), page.button().is_some(), "{locale} {page:?}");
+                let title = html.split("<h1 id=\"page-title\">").nth(1).unwrap().split("</h1>").next().unwrap();
+                titles.insert(title.to_owned());
+            }
+            assert_eq!(titles.len(), EVERY_PAGE.len(), "{locale}: every outcome says something different");
+        }
+        let french = renderer.render(Page::Confirmed, "fr", None, None).unwrap();
+        assert!(french.contains("Votre adresse e-mail est confirmée"));
+    }
+
+    #[test]
+    fn the_app_name_and_the_token_are_escaped() {
+        let renderer = PageRenderer::new("<Acme & Co>".to_owned(), "en");
+        let form =
+            PageForm { action: "confirm", token: "\"><script>", redirect_to: Some("https://a.example/?a=1&b=2") };
+        let html = renderer.render(Page::AskToConfirm, "en", Some(form), None).unwrap();
+        assert!(html.contains("&lt;Acme &amp; Co&gt;") && !html.contains("<Acme"));
+        assert!(!html.contains("\"><script>"));
+        assert!(html.contains("value=\"https:&#x2f;&#x2f;a.example&#x2f;?a=1&amp;b=2\""), "{html}");
+    }
+
+    #[test]
+    fn the_language_comes_from_the_link_or_user_then_the_browser_then_the_default() {
+        let renderer = renderer();
+        let fr_ca = Locale::parse("fr-CA").unwrap();
+        let ja = Locale::parse("ja").unwrap();
+        assert_eq!(renderer.choose_locale(&[&fr_ca], Some("de-DE,de;q=0.9")), "fr");
+        assert_eq!(renderer.choose_locale(&[&ja], Some("de-AT,en;q=0.5")), "de");
+        assert_eq!(renderer.choose_locale(&[], Some("es-MX, en;q=0.8")), "es");
+        assert_eq!(renderer.choose_locale(&[], Some("ja, zh;q=0.8")), "en");
+        assert_eq!(renderer.choose_locale(&[], None), "en");
+        assert_eq!(PageRenderer::new("A".into(), "it").choose_locale(&[], Some("garbage;;,")), "it");
+    }
+
+    #[test]
+    fn the_policy_allows_the_inline_style_by_its_hash_and_nothing_else() {
+        let csp = content_security_policy(&["https://app.example.com".to_owned()]);
+        assert!(csp.starts_with("default-src 'none'; style-src 'sha256-"));
+        assert!(csp.contains("form-action 'self' https://app.example.com;"));
+        assert!(csp.contains("frame-ancestors 'none'"));
+        let html = renderer().render(Page::Invalid, "en", None, None).unwrap();
+        let style = html.split("<style>").nth(1).unwrap().split("</style>").next().unwrap();
+        let hash = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(style.as_bytes()));
+        assert!(csp.contains(&hash), "the hash covers the style exactly as served");
+    }
+}
