@@ -108,6 +108,9 @@ def main() -> None:
         "singularity-send-verification.json": http_event("POST", "/api/auth/email/verification/send", {"locale": "en"}, bearer),
         "singularity-verification-cooldown.json": http_event("GET", "/api/auth/email/verification/cooldown", None, bearer),
         "singularity-verify-email.json": http_event("POST", "/api/auth/email/verification", {"token": link_token()}),
+        "confirm-page.json": http_event(
+            "GET", "/confirm-email", {"token": link_token()}, {"accept-language": "fr-CA,fr;q=0.9,en;q=0.5"}
+        ),
         "backendless-resend-confirmation.json": http_event(
             "POST", f"/api/users/resendconfirmation/{EMAIL}", None, None, {"identity": EMAIL}
         ),

@@ -16,6 +16,7 @@ use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_types::config_bag::ConfigBag;
 use mailconfirm::aws::{AwsClients, Intercept, SharedInterceptor};
+use mailconfirm::confirm_page::ConfirmPage;
 use mailconfirm::contracts::backendless::{CreateConfirmationUrl, ResendConfirmation};
 use mailconfirm::contracts::mastodon::ResendConfirmation as MastodonResendConfirmation;
 use mailconfirm::contracts::singularity::{SendVerification, VerificationCooldown, VerifyEmail};
@@ -51,6 +52,34 @@ pub fn local_env(table_name: &str, public_base_url: &str) -> HashMap<String, Str
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect()
 }
+
+/// The variables of the README's configuration table that the local API takes from its own
+/// environment (`COOLDOWN_SECONDS=5 scripts/run`); the rest are the local ones above.
+pub const OVERRIDABLE: &[&str] = &[
+    "APP_NAME",
+    "SENDER_NAME",
+    "SES_CONFIGURATION_SET",
+    "COOLDOWN_SECONDS",
+    "CONFIRMATION_LINK_TTL_SECONDS",
+    "EMAIL_ENABLED",
+    "DEFAULT_LOCALE",
+    "MAIL_TEMPLATES_DIR",
+    "CONFIRMED_REDIRECT_URL",
+    "CONFIRMED_REDIRECT_ALLOWED_ORIGINS",
+    "BACKENDLESS_IDENTITY",
+    "BACKENDLESS_PARANOID",
+    "RESEND_IP_LIMIT",
+    "RESEND_IP_WINDOW_SECONDS",
+    "RESEND_IDENTITY_LIMIT",
+    "RESEND_IDENTITY_WINDOW_SECONDS",
+    "TENNPAY_SERVICE_SCOPE",
+    "MASTODON_IP_LIMIT",
+    "MASTODON_IP_WINDOW_SECONDS",
+    "MASTODON_USER_LIMIT",
+    "MASTODON_USER_WINDOW_SECONDS",
+    "ADMIN_ROLE",
+    "ADMIN_SCOPE",
+];
 
 /// Records which AWS operations a function makes, as `Service:Operation`.
 #[derive(Debug, Default, Clone)]
@@ -135,6 +164,8 @@ impl Functions {
             binary.to_owned(),
             http_function!(MastodonResendConfirmation::from_config(env, clients_of(binary))?),
         );
+        let binary = "confirm-page";
+        http.insert(binary.to_owned(), http_function!(ConfirmPage::from_config(env, clients_of(binary))?));
         let sign_up = Arc::new(ConfirmationSender::from_config(env, clients_of("signup-events"))?);
         Ok(Self { http, sign_up, operations })
     }

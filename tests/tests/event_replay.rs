@@ -65,6 +65,15 @@ async fn the_sam_local_events_replay_the_whole_flow() {
     assert_eq!(status, 200, "{body}");
     assert!(body["confirmationURL"].as_str().unwrap().contains("/confirm-email?token="));
 
+    // confirm-page.json: opening the link shows the Confirm button and confirms nothing. The
+    // page speaks the language of the mail (the link's `en`), not the browser's French.
+    let function = stack.api.gateway_function("confirm-page").unwrap();
+    let response = invoke(&function, event("confirm-page.json")).await.expect("the handler ran");
+    assert_eq!(response["statusCode"], 200);
+    let page = response["body"].as_str().unwrap();
+    assert!(page.contains("<html lang=\"en\">") && page.contains("<button type=\"submit\">Confirm</button>"));
+    assert_eq!(stack.stored_status("user-123").await.as_deref(), Some("EMAIL_CONFIRMATION_PENDING"));
+
     // singularity-verify-email.json: its link token confirms user-123.
     let (status, body) = replay(&stack, "singularity-verify-email", "singularity-verify-email.json").await;
     assert_eq!(status, 200, "{body}");

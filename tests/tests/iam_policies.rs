@@ -56,6 +56,7 @@ async fn each_policy_grants_exactly_the_aws_actions_its_function_calls() {
     let (unmailed_a, email_a) = quiet.signed_up_user(None).await;
     let (unmailed_b, _) = quiet.signed_up_user(None).await;
     let (_, unmailed_c) = quiet.signed_up_user(None).await;
+    let (unmailed_d, email_d) = quiet.signed_up_user(None).await;
     let numeric_email = quiet.unique_email("numeric");
     assert!(quiet.sign_up(json!({ "user_id": 4321, "email": numeric_email })).await.batch_item_failures.is_empty());
     let app_email = quiet.unique_email("app");
@@ -120,6 +121,24 @@ async fn each_policy_grants_exactly_the_aws_actions_its_function_calls() {
         .await
         .unwrap();
     assert_eq!(moved.status(), 200);
+
+    // confirm-page: a new link for an expired one (throttles, claim, mail), then open and confirm it.
+    let expired = stack.link_token_issued_at(&unmailed_d, &email_d, "en", 1_700_000_000);
+    let asked = stack
+        .http
+        .post(stack.url("/confirm-email"))
+        .form(&[("token", expired.as_str()), ("action", "send-new-link")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(asked.status(), 200);
+    let fresh = stack.latest_link_token(&email_d).await;
+    let opened = stack.http.get(stack.url(&format!("/confirm-email?token={fresh}"))).send().await.unwrap();
+    assert_eq!(opened.status(), 200);
+    let confirmed =
+        stack.http.post(stack.url("/confirm-email")).form(&[("token", fresh.as_str())]).send().await.unwrap();
+    assert_eq!(confirmed.status(), 200);
+    assert_eq!(stack.stored_status(&unmailed_d).await.as_deref(), Some("ENABLED"));
 
     let called: BTreeMap<String, BTreeSet<String>> = stack
         .operations

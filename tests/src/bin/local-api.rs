@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use mailconfirm::aws::AwsClients;
 use mailconfirm_local::server::{LocalApi, serve};
-use mailconfirm_local::stack::{Functions, LOCAL_SENDER, create_table, local_env, moto_url, verify_sender};
+use mailconfirm_local::stack::{
+    Functions, LOCAL_SENDER, OVERRIDABLE, create_table, local_env, moto_url, verify_sender,
+};
 use mailconfirm_local::template::Template;
 use tokio::net::TcpListener;
 
@@ -21,16 +23,7 @@ async fn main() -> anyhow::Result<()> {
     let mut env = local_env(&table, &base_url);
     // Any variable of the configuration table may be overridden from the environment.
     for (name, value) in std::env::vars() {
-        if env.contains_key(&name)
-            || [
-                "COOLDOWN_SECONDS",
-                "CONFIRMATION_LINK_TTL_SECONDS",
-                "EMAIL_ENABLED",
-                "DEFAULT_LOCALE",
-                "SES_CONFIGURATION_SET",
-            ]
-            .contains(&name.as_str())
-        {
+        if OVERRIDABLE.contains(&name.as_str()) {
             env.insert(name, value);
         }
     }
