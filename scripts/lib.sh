@@ -55,3 +55,18 @@ stop_moto() {
     wait "$MOTO_PID" 2> /dev/null || true
   fi
 }
+
+# Debian's chromium, which playwright-core drives in the browser test (Playwright's own
+# browser download does not work here).
+ensure_chromium() {
+  if [ -x /usr/bin/chromium ]; then
+    return
+  fi
+  mkdir -p "$STATE"
+  local sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get install -y --no-install-recommends chromium > "$STATE/apt.log" 2>&1 \
+    || { $sudo apt-get update > "$STATE/apt.log" 2>&1 && $sudo apt-get install -y --no-install-recommends chromium >> "$STATE/apt.log" 2>&1; } \
+    || { echo "could not install chromium; see .local/apt.log" >&2; exit 1; }
+}

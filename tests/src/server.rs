@@ -132,6 +132,14 @@ impl LocalApi {
                     &json!({"message": "the body must be a JSON object of claims with a string \"sub\""}),
                 ),
             },
+            ("GET", path) if path.starts_with("/_local/users/") => {
+                let id = crate::gateway::percent_decode(path.trim_start_matches("/_local/users/"));
+                match self.stored_user(&id).await {
+                    Ok(Some(user)) => json_reply(200, &user),
+                    Ok(None) => json_reply(404, &json!({"message": "no such user"})),
+                    Err(err) => json_reply(502, &json!({"message": format!("could not read the user: {err:#}")})),
+                }
+            }
             ("GET", "/_local/inbox.json") => match self.inbox(query.get("to").map(String::as_str)).await {
                 Ok(messages) => json_reply(200, &json!({ "messages": messages })),
                 Err(err) => json_reply(502, &json!({"message": format!("could not read moto's outbox: {err:#}")})),
@@ -153,6 +161,13 @@ impl LocalApi {
     pub async fn publish_sign_up(&self, event: &Value) -> SqsBatchResponse {
         let sqs_event: SqsEvent = serde_json::from_value(sqs_event_for(event)).unwrap_or_default();
         mailconfirm::signup_events::handle_batch(&self.sign_up, sqs_event).await
+    }
+
+    /// A user as the contracts show it (`userStatus`, `emailVerified`, …), read from the table.
+    pub async fn stored_user(&self, id: &str) -> anyhow::Result<Option<Value>> {
+        let Ok(id) = mailconfirm::domain::UserId::parse(id) else { return Ok(None) };
+        let user = self.sign_up.store.get_user(&id).await?;
+        Ok(user.map(|user| serde_json::to_value(mailconfirm::contracts::UserView::from(&user)).unwrap_or_default()))
     }
 
     /// The mail moto accepted, newest last, with the confirmation link of each.
@@ -196,6 +211,7 @@ impl LocalApi {
              <h1>mailconfirm, local</h1><h2>Routes</h2><ul>{routes}</ul><h2>Tools</h2><ul>\
              <li><code>POST /_local/signup</code> — publish a sign-up event</li>\
              <li><code>POST /_local/token</code> — mint an access token for the posted claims</li>\
+             <li><code>GET /_local/users/&lt;id&gt;</code> — a user as stored (status, address, language)</li>\
              <li><a href=\"/_local/inbox\">/_local/inbox</a> and <a href=\"/_local/inbox.json\">/_local/inbox.json</a> — the mail sent</li>\
              </ul></body></html>"
         )

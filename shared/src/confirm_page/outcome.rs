@@ -59,6 +59,20 @@ pub enum Page {
 }
 
 impl Page {
+    /// One of each page, for tests and previews.
+    pub const ALL: [Page; 10] = [
+        Page::AskToConfirm,
+        Page::Confirmed,
+        Page::AlreadyConfirmed,
+        Page::Expired,
+        Page::NewLinkRequested,
+        Page::Invalid,
+        Page::AddressChanged,
+        Page::MailDisabled,
+        Page::TemporaryFailure { retry: Action::Confirm },
+        Page::TooManyRequests { retry_after_seconds: 60 },
+    ];
+
     /// Names the page's texts in the string tables (`<key>.title`, `<key>.text`, …).
     pub fn key(self) -> &'static str {
         match self {

@@ -177,20 +177,8 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
-    use crate::confirm_page::outcome::Action;
 
-    const EVERY_PAGE: &[Page] = &[
-        Page::AskToConfirm,
-        Page::Confirmed,
-        Page::AlreadyConfirmed,
-        Page::Expired,
-        Page::NewLinkRequested,
-        Page::Invalid,
-        Page::AddressChanged,
-        Page::MailDisabled,
-        Page::TemporaryFailure { retry: Action::Confirm },
-        Page::TooManyRequests { retry_after_seconds: 60 },
-    ];
+    const EVERY_PAGE: &[Page] = &Page::ALL;
 
     fn renderer() -> PageRenderer {
         PageRenderer::new("Acme".to_owned(), "en")

@@ -46,6 +46,7 @@ async fn main() -> anyhow::Result<()> {
     }
     println!("  POST   {base_url}/_local/signup      publish a sign-up event");
     println!("  POST   {base_url}/_local/token       mint an access token");
+    println!("  GET    {base_url}/_local/users/ID    a user as stored");
     println!("  GET    {base_url}/_local/inbox       the mail sent (HTML; JSON at /_local/inbox.json)");
     serve(listener, api).await
 }

@@ -1,0 +1,168 @@
+// The confirm page in a real browser: Debian's chromium, driven by playwright-core, with
+// JavaScript switched off, on a phone-sized screen. Run by tests/tests/confirm_page_browser.rs,
+// which starts the local stacks and writes the scenario (argv[2]); this script walks through
+// it as a person would, saves a screenshot of every page, and prints what it saw as JSON.
+// Any unexpected page ends it with an error.
+
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const scenario = JSON.parse(readFileSync(process.argv[2], 'utf8'));
+const { base, artifacts } = scenario;
+const shots = join(artifacts, 'screenshots');
+mkdirSync(join(shots, 'matrix'), { recursive: true });
+const seen = [];
+
+function check(condition, message) {
+  if (!condition) throw new Error(message);
+}
+
+async function api(path, options = {}) {
+  const response = await fetch(base + path, options);
+  const body = await response.text();
+  return { status: response.status, json: body ? JSON.parse(body) : null };
+}
+
+async function signUp(event) {
+  const { status, json } = await api('/_local/signup', { method: 'POST', body: JSON.stringify(event) });
+  check(status === 200 && json.batchItemFailures.length === 0, `sign-up failed: ${status} ${JSON.stringify(json)}`);
+}
+
+async function mailsTo(email, atLeast) {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const { json } = await api(`/_local/inbox.json?to=${encodeURIComponent(email)}`);
+    if (json.messages.length >= atLeast) return json.messages;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`fewer than ${atLeast} mails reached ${email}`);
+}
+
+async function userStatus(userId) {
+  const { status, json } = await api(`/_local/users/${encodeURIComponent(userId)}`);
+  check(status === 200, `no user ${userId}: ${status}`);
+  return json.userStatus;
+}
+
+// The page on screen: which outcome, in which language, with which title; and a screenshot.
+async function look(page, name, expected) {
+  const outcome = await page.locator('main').getAttribute('data-page');
+  const lang = await page.locator('html').getAttribute('lang');
+  const title = (await page.locator('h1').textContent()).trim();
+  const box = await page.locator('main').boundingBox();
+  const width = page.viewportSize().width;
+  await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
+  seen.push({ name, outcome, lang, title });
+  check(outcome === expected.outcome, `${name}: expected the ${expected.outcome} page, saw ${outcome} (${title})`);
+  check(lang === (expected.lang ?? 'en'), `${name}: lang is ${lang}`);
+  check(box.x >= 0 && box.x + box.width <= width, `${name}: the page is wider than the screen`);
+  return { title };
+}
+
+// Pressing the page's button, as a person would: by keyboard, which also proves it is focusable.
+async function pressButton(page, name) {
+  const button = page.locator('form button[type="submit"]');
+  check((await button.count()) === 1, `${name}: no button to press`);
+  await button.focus();
+  check((await page.locator('button:focus').count()) === 1, `${name}: the button takes no focus`);
+  await Promise.all([page.waitForNavigation(), page.keyboard.press('Enter')]);
+}
+
+const browser = await chromium.launch({
+  executablePath: '/usr/bin/chromium',
+  // As this machine needs them: no sandbox as root, no background traffic to a closed network.
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync'],
+});
+const phone = (locale) => browser.newContext({
+  viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, javaScriptEnabled: false, locale,
+});
+
+try {
+  const context = await phone('en-US');
+  const page = await context.newPage();
+
+  // 1. A sign-up, and its mail in the local inbox.
+  const { user_id: userId, email } = scenario.user;
+  await signUp({ user_id: userId, email });
+  const [mail] = await mailsTo(email, 1);
+  check(mail.link && mail.link.includes('/confirm-email?token='), 'the mail has no confirmation link');
+  const desktop = await browser.newPage({ viewport: { width: 1100, height: 900 } });
+  await desktop.goto(`${base}/_local/inbox?to=${encodeURIComponent(email)}`);
+  await desktop.screenshot({ path: join(shots, '00-inbox.png'), fullPage: true });
+
+  // 2. Opening the link asks; the user is still pending.
+  let response = await page.goto(mail.link);
+  check(response.status() === 200, `opening the link answered ${response.status()}`);
+  check(response.headers()['referrer-policy'] === 'no-referrer', 'no Referrer-Policy');
+  check(response.headers()['content-security-policy'].includes("frame-ancestors 'none'"), 'no CSP');
+  await look(page, '01-ask', { outcome: 'ask' });
+  check((await userStatus(userId)) === 'EMAIL_CONFIRMATION_PENDING', 'opening the link confirmed the user');
+  await desktop.goto(mail.link);
+  await desktop.screenshot({ path: join(shots, '01-ask-desktop.png') });
+
+  // 3. Confirm: the success page, and the user is enabled.
+  await pressButton(page, '01-ask');
+  await look(page, '02-confirmed', { outcome: 'confirmed' });
+  check((await userStatus(userId)) === 'ENABLED', 'the user is not ENABLED after Confirm');
+
+  // 4. The link again: already confirmed, shown as a success.
+  await page.goto(mail.link);
+  await look(page, '03-already-confirmed', { outcome: 'already_confirmed' });
+
+  // 5. An expired link: one click sends a new link, which arrives and works.
+  const expired = scenario.expired;
+  await signUp({ user_id: expired.user_id, email: expired.email });
+  await new Promise((resolve) => setTimeout(resolve, 1200)); // past the sign-up mail's 1 s cooldown
+  response = await page.goto(`${base}/confirm-email?token=${expired.token}`);
+  check(response.status() === 410, `an expired link answered ${response.status()}`);
+  await look(page, '04-expired', { outcome: 'expired' });
+  await pressButton(page, '04-expired');
+  await look(page, '05-new-link-requested', { outcome: 'new_link_requested' });
+  const resent = await mailsTo(expired.email, 2);
+  await page.goto(resent[resent.length - 1].link);
+  await look(page, '05b-new-link-opened', { outcome: 'ask' });
+
+  // 6. Asking again at once is over the throttle.
+  await page.goto(`${base}/confirm-email?token=${expired.token}`);
+  await pressButton(page, '04-expired-again');
+  await look(page, '06-too-many-requests', { outcome: 'too_many_requests' });
+
+  // 7. A damaged link, a link to an address the account no longer has, mail switched off.
+  await page.goto(`${base}/confirm-email?token=${mail.link.split('token=')[1].slice(0, -4)}`);
+  await look(page, '07-invalid', { outcome: 'invalid' });
+  await page.goto(scenario.address_changed_url);
+  await look(page, '08-address-changed', { outcome: 'address_changed' });
+  await page.goto(scenario.mail_disabled_url);
+  await look(page, '09-mail-disabled', { outcome: 'mail_disabled' });
+
+  // 8. Storage down: the page still asks; Confirm gives a retry button for the same link.
+  await page.goto(scenario.storage_down_url);
+  await look(page, '10-ask-storage-down', { outcome: 'ask' });
+  await pressButton(page, '10-ask-storage-down');
+  await look(page, '10-temporary-failure', { outcome: 'temporary_failure' });
+  check((await page.locator('input[name="token"]').getAttribute('value')) === new URL(scenario.storage_down_url).searchParams.get('token'),
+    'the retry button does not carry the same link');
+
+  // 9. A French user reads a French page, confirms, and sees French.
+  const french = await (await phone('fr-FR')).newPage();
+  await signUp({ user_id: scenario.french.user_id, email: scenario.french.email, locale: 'fr' });
+  const [frenchMail] = await mailsTo(scenario.french.email, 1);
+  await french.goto(frenchMail.link);
+  await look(french, '11-ask-fr', { outcome: 'ask', lang: 'fr' });
+  await pressButton(french, '11-ask-fr');
+  const { title } = await look(french, '12-confirmed-fr', { outcome: 'confirmed', lang: 'fr' });
+  check(title === 'Votre adresse e-mail est confirmée', `French title: ${title}`);
+
+  // 10. Every page in every language, as rendered by the function, on the phone screen.
+  for (const locale of readdirSync(scenario.matrix_dir)) {
+    for (const file of readdirSync(join(scenario.matrix_dir, locale))) {
+      await page.goto(`file://${join(scenario.matrix_dir, locale, file)}`);
+      await look(page, `matrix/${locale}-${file.replace('.html', '')}`, { outcome: file.replace('.html', ''), lang: locale });
+    }
+  }
+} finally {
+  await browser.close();
+}
+
+console.log(JSON.stringify({ seen }));
