@@ -116,6 +116,26 @@ impl TestStack {
             .item
     }
 
+    /// Signs up `user_id` through application `app-1`, then has that application move the
+    /// pending address (Mastodon's `email` parameter). Returns the link mailed to the old address.
+    pub async fn user_whose_address_changed(&self, user_id: &str) -> String {
+        let old_email = self.unique_email("old");
+        let sign_up = json!({ "user_id": user_id, "email": old_email, "client_id": "app-1" });
+        assert!(self.sign_up(sign_up).await.batch_item_failures.is_empty(), "sign-up failed");
+        let old_link = self.latest_link_token(&old_email).await;
+        let app_token = mint_access_token(json!({ "sub": user_id, "client_id": "app-1", "scope": "write" }));
+        let moved = self
+            .http
+            .post(self.url("/api/v1/emails/confirmations"))
+            .bearer_auth(app_token)
+            .form(&[("email", self.unique_email("new"))])
+            .send()
+            .await
+            .expect("the Mastodon route answers");
+        assert_eq!(moved.status(), 200, "the address change failed");
+        old_link
+    }
+
     /// A link token for a user as `issued_at` would have signed it, with the local key: for
     /// links older than their lifetime, or for users this stack never mailed.
     pub fn link_token_issued_at(&self, user_id: &str, email: &str, locale: &str, issued_at: i64) -> String {

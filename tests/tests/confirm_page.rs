@@ -3,7 +3,6 @@
 
 use mailconfirm_local::harness::TestStack;
 use reqwest::{Response, StatusCode};
-use serde_json::json;
 
 const PAGE: &str = "/confirm-email";
 const TWO_DAYS: i64 = 2 * 24 * 3600;
@@ -180,22 +179,7 @@ async fn a_missing_forged_or_tampered_token_is_an_invalid_link() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_link_to_an_address_the_account_no_longer_has_says_so() {
     let stack = TestStack::start().await;
-    let old_email = stack.unique_email("old");
-    let signed_up = stack.sign_up(json!({ "user_id": "mover", "email": old_email, "client_id": "app-1" })).await;
-    assert!(signed_up.batch_item_failures.is_empty());
-    let old_link = stack.latest_link_token(&old_email).await;
-    let app_token = mailconfirm_local::server::mint_access_token(
-        json!({ "sub": "mover", "client_id": "app-1", "scope": "write:accounts" }),
-    );
-    let moved = stack
-        .http
-        .post(stack.url("/api/v1/emails/confirmations"))
-        .bearer_auth(app_token)
-        .form(&[("email", stack.unique_email("new"))])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(moved.status(), StatusCode::OK);
+    let old_link = stack.user_whose_address_changed("mover").await;
 
     let (status, page, _) = page_of(open(&stack, &old_link).await).await;
     assert_eq!((status, page.as_str()), (StatusCode::CONFLICT, "address_changed"));

@@ -53,22 +53,7 @@ async fn a_person_confirms_in_a_real_browser_and_every_page_is_shown() {
     let french = json!({ "user_id": "browser-fr", "email": stack.unique_email("camille") });
 
     // A link to an address the account has since changed (Mastodon's email parameter).
-    let old_email = stack.unique_email("old");
-    let mover = json!({ "user_id": "browser-mover", "email": old_email, "client_id": "app-1" });
-    assert!(stack.sign_up(mover).await.batch_item_failures.is_empty());
-    let old_link = stack.latest_link_token(&old_email).await;
-    let app_token = mailconfirm_local::server::mint_access_token(
-        json!({ "sub": "browser-mover", "client_id": "app-1", "scope": "write" }),
-    );
-    let moved = stack
-        .http
-        .post(stack.url("/api/v1/emails/confirmations"))
-        .bearer_auth(app_token)
-        .form(&[("email", stack.unique_email("new"))])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(moved.status(), 200);
+    let old_link = stack.user_whose_address_changed("browser-mover").await;
 
     let disabled = TestStack::start_with(|env| {
         env.insert("EMAIL_ENABLED".into(), "false".into());

@@ -126,10 +126,10 @@ impl ConfirmPage {
             }
             Some(Action::SendNewLink) => self.send_new_link(request, link.as_ref(), now).await,
         };
-        if page.is_success() {
-            if let Some(target) = self.redirects.target(submission.redirect_to.as_deref()) {
-                return see_other(target);
-            }
+        if page.is_success()
+            && let Some(target) = self.redirects.target(submission.redirect_to.as_deref())
+        {
+            return see_other(target);
         }
         self.show(Shown { page, locale, submission: &submission })
     }

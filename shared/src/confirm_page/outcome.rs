@@ -217,9 +217,9 @@ impl RedirectPolicy {
 
     /// Where to send a confirmed person, if anywhere.
     pub fn target<'a>(&'a self, requested: Option<&'a str>) -> Option<&'a str> {
-        let requested = requested.map(str::trim).filter(|url| {
-            origin_of(url).is_some_and(|origin| self.allowed_origins.iter().any(|allowed| *allowed == origin))
-        });
+        let requested = requested
+            .map(str::trim)
+            .filter(|url| origin_of(url).is_some_and(|origin| self.allowed_origins.contains(&origin)));
         requested.or(self.default.as_deref())
     }
 
