@@ -163,11 +163,15 @@ async fn an_admin_gets_a_confirmation_url_that_confirms_without_mail_or_cooldown
     assert!(url.starts_with(&format!("{}/confirm-email?token=", stack.base_url)), "{url}");
     assert!(stack.mails_to(&email).await.is_empty(), "no mail");
     assert!(!stack.stored_user(&user_id).await.unwrap().contains_key("cooldown_until"), "no cooldown");
+    // The confirm page accepts the URL as it is: opening it asks, its button confirms.
+    let opened = stack.http.get(&url).send().await.unwrap();
+    assert_eq!(opened.status(), StatusCode::OK);
+    assert!(opened.text().await.unwrap().contains("data-page=\"ask\""));
     let token = url.split_once("token=").unwrap().1;
-    let confirmed =
-        stack.http.post(stack.url(&format!("/api/auth/email/verification?token={token}"))).send().await.unwrap();
+    let confirmed = stack.http.post(stack.url("/confirm-email")).form(&[("token", token)]).send().await.unwrap();
     assert_eq!(confirmed.status(), StatusCode::OK);
-    assert_eq!(confirmed.json::<Value>().await.unwrap()["userStatus"], "ENABLED");
+    assert!(confirmed.text().await.unwrap().contains("data-page=\"confirmed\""));
+    assert_eq!(stack.stored_status(&user_id).await.as_deref(), Some("ENABLED"));
 
     let again =
         stack.http.post(stack.url(&format!("{CREATE_URL}{email}"))).bearer_auth(admin_token()).send().await.unwrap();
