@@ -142,28 +142,7 @@ fn match_path(pattern: &str, path: &str) -> Option<BTreeMap<String, String>> {
     (pattern_segments.len() == path_segments.len()).then_some(params)
 }
 
-pub fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = (bytes[i] == b'%')
-            .then(|| bytes.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok());
-        match escaped {
-            Some(byte) => {
-                out.push(byte);
-                i += 3;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
+pub use mailconfirm::contracts::percent_decode;
 
 /// Query parameters as API Gateway v2 gives them: decoded, repeated keys joined by commas.
 fn query_parameters(raw_query: &str) -> BTreeMap<String, String> {

@@ -66,9 +66,14 @@ pub fn form_field(body: &[u8], name: &str) -> Option<String> {
         .map(|(_, value)| form_decode(value))
 }
 
-/// `+` is a space and `%XX` a byte; malformed escapes are kept as they are.
+/// `+` is a space and `%XX` a byte, as forms encode them.
 fn form_decode(value: &str) -> String {
-    let bytes = value.as_bytes();
+    percent_decode(&value.replace('+', " "))
+}
+
+/// `%XX` escapes decoded to bytes, read as UTF-8; malformed escapes are kept as they are.
+pub fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
@@ -76,17 +81,13 @@ fn form_decode(value: &str) -> String {
             .then(|| bytes.get(i + 1..i + 3))
             .flatten()
             .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok());
-        match (escaped, bytes[i]) {
-            (Some(byte), _) => {
+        match escaped {
+            Some(byte) => {
                 out.push(byte);
                 i += 3;
             }
-            (None, b'+') => {
-                out.push(b' ');
-                i += 1;
-            }
-            (None, byte) => {
-                out.push(byte);
+            None => {
+                out.push(bytes[i]);
                 i += 1;
             }
         }
