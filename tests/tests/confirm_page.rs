@@ -296,4 +296,12 @@ async fn other_methods_are_not_routed_to_the_page() {
     let stack = TestStack::start().await;
     let response = stack.http.put(stack.url(PAGE)).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND, "API Gateway has no PUT route");
+
+    // Should a route ever send it one, the function itself refuses other methods too.
+    let page = stack.api.gateway_function("confirm-page").unwrap();
+    let put = http::Request::builder().method("PUT").uri(PAGE).body(lambda_http::Body::Empty).unwrap();
+    let response = page(put).await;
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(response.headers()["allow"], "GET, HEAD, POST");
+    assert_eq!(response.headers()["referrer-policy"], "no-referrer");
 }

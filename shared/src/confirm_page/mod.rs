@@ -113,18 +113,18 @@ impl ConfirmPage {
         let field = |name: &str| form_field(body, name).or_else(|| query_param(request, name));
         let submission = Submission { token: field("token"), redirect_to: field("redirect_to") };
         let now = UnixTime::now();
-        let link = self.sender.links.verifier().authenticate(submission.token.as_deref().unwrap_or_default(), now).ok();
-        let locale = self.locale_for(request, [link.as_ref().and_then(|l| l.link.locale.as_ref()), None]);
+        let link = self.sender.links.verifier().authenticate(submission.token.as_deref().unwrap_or_default(), now);
+        let locale = self.locale_for(request, [link.as_ref().ok().and_then(|l| l.link.locale.as_ref()), None]);
         let page = match Action::parse(field("action").as_deref()) {
             None => Page::Invalid,
             Some(Action::Confirm) => {
-                let result = self.confirmer.confirm(submission.token.as_deref(), now).await;
+                let result = self.confirmer.confirm_link(link, now).await;
                 if let Err(err @ ConfirmError::Storage(_)) = &result {
                     log_failure(err);
                 }
                 Page::after_confirm(&result)
             }
-            Some(Action::SendNewLink) => self.send_new_link(request, link.as_ref(), now).await,
+            Some(Action::SendNewLink) => self.send_new_link(request, link.as_ref().ok(), now).await,
         };
         if page.is_success()
             && let Some(target) = self.redirects.target(submission.redirect_to.as_deref())

@@ -7,7 +7,7 @@ use crate::config::{self, ConfigError, Source};
 use crate::domain::UnixTime;
 use crate::domain::User;
 use crate::domain::user::ConfirmRefusal;
-use crate::link_token::{LinkTokenError, LinkVerifier, VerifiedLink};
+use crate::link_token::{AuthenticLink, LinkTokenError, LinkVerifier};
 use crate::store::UserStore;
 
 pub struct Confirmer {
@@ -41,17 +41,26 @@ impl Confirmer {
         })
     }
 
-    /// Checks a link's token without touching storage.
-    pub fn verify_link(&self, token: Option<&str>) -> Result<VerifiedLink, ConfirmError> {
-        Ok(self.links.verify(token.ok_or(LinkTokenError::Missing)?)?)
-    }
-
     #[tracing::instrument(name = "confirm address", skip_all)]
     pub async fn confirm(&self, token: Option<&str>, now: UnixTime) -> Result<User, ConfirmError> {
+        let link = token.ok_or(LinkTokenError::Missing).and_then(|token| self.links.authenticate(token, now));
+        self.confirm_link(link, now).await
+    }
+
+    /// [`Self::confirm`] with the token already checked: the confirm page reads the link once,
+    /// for its language as well as for the confirmation.
+    pub async fn confirm_link(
+        &self,
+        link: Result<AuthenticLink, LinkTokenError>,
+        now: UnixTime,
+    ) -> Result<User, ConfirmError> {
         if !self.mail_enabled {
             return Err(ConfirmError::MailDisabled);
         }
-        let link = self.verify_link(token)?;
+        let link = match link? {
+            AuthenticLink { expired: true, .. } => return Err(LinkTokenError::Expired.into()),
+            AuthenticLink { link, .. } => link,
+        };
         let outcome = self.store.confirm(&link.user_id, &link.address, now).await.map_err(ConfirmError::Storage)?;
         outcome.map_err(|seen| match ConfirmRefusal::explain(seen.as_ref(), &link.address) {
             ConfirmRefusal::UserNotFound => ConfirmError::UserNotFound,
