@@ -10,9 +10,13 @@ pub mod contracts;
 pub mod domain;
 pub mod link_token;
 pub mod mail;
+pub mod ports;
 pub mod signup_events;
 pub mod store;
 pub mod usecases;
+pub mod wiring;
+
+pub use wiring::{HttpHandler, SqsHandler, Wiring, run_http, run_sqs};
 
 /// Structured logs as Lambda's advanced logging controls ask for (`AWS_LAMBDA_LOG_FORMAT`).
 pub fn init_telemetry() {
@@ -20,8 +24,8 @@ pub fn init_telemetry() {
 }
 
 /// Reads a function's configuration, or ends the start with the variable that is wrong.
-pub fn configure<T>(build: impl FnOnce(&dyn config::Source) -> Result<T, config::ConfigError>) -> T {
-    match build(&config::ProcessEnv) {
+pub fn configure<T>(build: impl FnOnce() -> Result<T, config::ConfigError>) -> T {
+    match build() {
         Ok(value) => value,
         Err(err) => {
             tracing::error!(error = %err, "configuration is invalid; the function cannot start");

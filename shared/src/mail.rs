@@ -11,6 +11,7 @@ use minijinja::{Environment, context};
 use crate::aws::AwsClients;
 use crate::config::{self, ConfigError, Source};
 use crate::domain::{EmailAddress, Locale, LocaleNegotiation};
+use crate::ports::Mailer;
 
 /// The languages mails are written in; the first is the fallback of last resort.
 pub const MAIL_LOCALES: &[&str] = &["en", "fr", "de", "es", "it"];
@@ -97,10 +98,6 @@ impl MailTemplates {
 pub struct MailSettings {
     /// `EMAIL_ENABLED`: when false, no mail is sent and sends answer "e-mail disabled".
     pub enabled: bool,
-    /// `SENDER_ADDRESS` with the optional display name `SENDER_NAME`, ready for a From header.
-    pub from: String,
-    /// `SES_CONFIGURATION_SET`: where SES reports deliveries, bounces and complaints.
-    pub configuration_set: Option<String>,
     /// `APP_NAME`: the product name the mail speaks of.
     pub app_name: String,
     /// `DEFAULT_LOCALE`: the language when neither the request nor the user names a shipped one.
@@ -112,10 +109,6 @@ pub struct MailSettings {
 impl MailSettings {
     pub fn from_config(source: &dyn Source) -> Result<Self, ConfigError> {
         let enabled = config::email_enabled(source)?;
-        let from = match (enabled, config::optional(source, "SENDER_ADDRESS")) {
-            (false, None) => String::new(),
-            _ => from_header(&config::sender_address(source)?, config::optional(source, "SENDER_NAME").as_deref()),
-        };
         let default_locale =
             match config::optional(source, "DEFAULT_LOCALE") {
                 None => MAIL_LOCALES[0],
@@ -128,8 +121,6 @@ impl MailSettings {
             };
         Ok(Self {
             enabled,
-            from,
-            configuration_set: config::optional(source, "SES_CONFIGURATION_SET"),
             app_name: config::optional(source, "APP_NAME").unwrap_or_else(|| "mailconfirm".to_owned()),
             default_locale,
             templates: MailTemplates::new(config::optional(source, "MAIL_TEMPLATES_DIR").map(PathBuf::from)),
@@ -177,19 +168,25 @@ pub struct MailSendError(#[from] anyhow::Error);
 /// Sends mail through SES v2.
 pub struct SesMailer {
     aws: Arc<AwsClients>,
+    /// `SENDER_ADDRESS` with the optional display name `SENDER_NAME`, ready for a From header.
+    from: String,
+    /// `SES_CONFIGURATION_SET`: where SES reports deliveries, bounces and complaints.
+    configuration_set: Option<String>,
 }
 
 impl SesMailer {
-    pub fn new(aws: Arc<AwsClients>) -> Self {
-        Self { aws }
+    pub fn from_config(source: &dyn Source, aws: Arc<AwsClients>) -> Result<Self, ConfigError> {
+        let from = match (config::email_enabled(source)?, config::optional(source, "SENDER_ADDRESS")) {
+            (false, None) => String::new(),
+            _ => from_header(&config::sender_address(source)?, config::optional(source, "SENDER_NAME").as_deref()),
+        };
+        Ok(Self { aws, from, configuration_set: config::optional(source, "SES_CONFIGURATION_SET") })
     }
+}
 
-    pub async fn send(
-        &self,
-        settings: &MailSettings,
-        to: &EmailAddress,
-        mail: &ConfirmationMail,
-    ) -> Result<(), MailSendError> {
+#[async_trait::async_trait]
+impl Mailer for SesMailer {
+    async fn send(&self, to: &EmailAddress, mail: &ConfirmationMail) -> Result<(), MailSendError> {
         let utf8 = |data: &str| Content::builder().data(data).charset("UTF-8").build();
         let message = Message::builder()
             .subject(utf8(&mail.subject).map_err(|e| MailSendError(anyhow!(e)))?)
@@ -204,10 +201,10 @@ impl SesMailer {
             .sesv2()
             .await
             .send_email()
-            .from_email_address(&settings.from)
+            .from_email_address(&self.from)
             .destination(Destination::builder().to_addresses(to.as_typed()).build())
             .content(EmailContent::builder().simple(message).build())
-            .set_configuration_set_name(settings.configuration_set.clone())
+            .set_configuration_set_name(self.configuration_set.clone())
             .send()
             .await
             .map_err(|err| MailSendError(anyhow!(err.into_service_error())))?;

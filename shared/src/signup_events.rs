@@ -1,13 +1,19 @@
 //! The sign-up consumer: SQS messages whose body is a sign-up event, plain or inside an
 //! EventBridge envelope. Each message succeeds or fails on its own (partial batch response).
 
+use std::sync::Arc;
+
+use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use tracing::Instrument;
 
+use crate::config::ConfigError;
+use crate::domain::SignUp;
 use crate::domain::user::{InvalidSignUp, SignUpEvent};
-use crate::domain::{SignUp, UnixTime};
-use crate::usecases::send::ConfirmationSender;
-use crate::usecases::signup::{SignUpOutcome, process_sign_up};
+use crate::ports::Clock;
+use crate::usecases::failure::error_chain;
+use crate::usecases::signup::{SignUpOutcome, SignUps};
+use crate::wiring::{SqsHandler, Wiring};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MessageError {
@@ -40,43 +46,57 @@ impl ClassifyName for serde_json::Error {
     }
 }
 
-/// Processes one message; false when it is to be delivered again.
-async fn process_message(sender: &ConfirmationSender, body: &str) -> bool {
-    let outcome = match parse_message(body) {
-        // Boxed: the nested SDK futures are otherwise too deep for the compiler's layout query.
-        Ok(sign_up) => Box::pin(process_sign_up(sender, &sign_up, UnixTime::now())).await.map_err(anyhow::Error::from),
-        Err(err) => Err(anyhow::Error::from(err)),
-    };
-    match outcome {
-        Ok(SignUpOutcome::MailSent) => tracing::info!("sign-up processed; first mail sent"),
-        Ok(SignUpOutcome::CreatedWithoutMail) => {
-            tracing::info!("sign-up processed; mail is disabled")
-        }
-        Ok(SignUpOutcome::AlreadyHandled) => {
-            tracing::info!("sign-up already handled; nothing sent again")
-        }
-        Err(err) => {
-            tracing::error!(error = format!("{err:#}"), "sign-up message failed");
-            return false;
-        }
-    }
-    true
+/// The sign-up queue's consumer.
+pub struct SignUpConsumer {
+    sign_ups: SignUps,
+    clock: Arc<dyn Clock>,
 }
 
-/// Processes a batch; the response lists the messages to deliver again.
-pub async fn handle_batch(sender: &ConfirmationSender, event: SqsEvent) -> SqsBatchResponse {
-    let mut response = SqsBatchResponse::default();
-    for message in event.records {
-        let message_id = message.message_id.unwrap_or_default();
-        let body = message.body.unwrap_or_default();
-        let span = tracing::info_span!("sign-up message", message_id = %message_id);
-        if !process_message(sender, &body).instrument(span).await {
-            let mut failure = BatchItemFailure::default();
-            failure.item_identifier = message_id;
-            response.batch_item_failures.push(failure);
-        }
+impl SignUpConsumer {
+    pub fn from_config(w: &Wiring<'_>) -> Result<Self, ConfigError> {
+        Ok(Self { sign_ups: SignUps::from_config(w)?, clock: w.clock.clone() })
     }
-    response
+
+    /// Processes one message; false when it is to be delivered again.
+    async fn process_message(&self, body: &str) -> bool {
+        let sign_up = match parse_message(body) {
+            Ok(sign_up) => sign_up,
+            Err(err) => {
+                tracing::error!(error = %err, "sign-up message failed");
+                return false;
+            }
+        };
+        // Boxed: the nested SDK futures are otherwise too deep for the compiler's layout query.
+        match Box::pin(self.sign_ups.process(&sign_up, self.clock.now())).await {
+            Ok(SignUpOutcome::MailSent) => tracing::info!("sign-up processed; first mail sent"),
+            Ok(SignUpOutcome::CreatedWithoutMail) => tracing::info!("sign-up processed; mail is disabled"),
+            Ok(SignUpOutcome::AlreadyHandled) => tracing::info!("sign-up already handled; nothing sent again"),
+            Err(err) => {
+                tracing::error!(error = %error_chain(&err), "sign-up message failed");
+                return false;
+            }
+        }
+        true
+    }
+}
+
+#[async_trait]
+impl SqsHandler for SignUpConsumer {
+    /// Processes a batch; the response lists the messages to deliver again.
+    async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
+        let mut response = SqsBatchResponse::default();
+        for message in event.records {
+            let message_id = message.message_id.unwrap_or_default();
+            let body = message.body.unwrap_or_default();
+            let span = tracing::info_span!("sign-up message", message_id = %message_id);
+            if !self.process_message(&body).instrument(span).await {
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = message_id;
+                response.batch_item_failures.push(failure);
+            }
+        }
+        response
+    }
 }
 
 #[cfg(test)]

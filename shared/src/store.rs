@@ -16,10 +16,16 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, Delete, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 
+use async_trait::async_trait;
+
 use crate::aws::AwsClients;
 use crate::domain::{
     AddressTag, ClientId, EmailAddress, Locale, SendRequirements, SignUp, ThrottleDecision, ThrottleRule, UnixTime,
     User, UserId, UserStatus,
+};
+use crate::ports::{
+    AddressChangeRefusal, Claim, ClaimCondition, Confirmations, CreateOutcome, RequestCounters, SendClaims, UserReader,
+    UserRegistry,
 };
 
 type Item = HashMap<String, AttributeValue>;
@@ -27,54 +33,60 @@ type Item = HashMap<String, AttributeValue>;
 /// The attribute that the table's TTL setting reads.
 pub const TTL_ATTRIBUTE: &str = "expires_at";
 
-pub struct UserStore {
+/// The table, behind every storage port.
+pub struct DynamoStore {
     aws: Arc<AwsClients>,
     table: String,
 }
 
-/// What creating a pending user found.
-#[derive(Debug)]
-pub enum CreateOutcome {
-    Created(User),
-    /// A user with this id was already there (a redelivered event, or a conflicting one).
-    Existing(User),
-    /// Another user owns the address.
-    AddressTaken,
-}
-
-/// Why an address change was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AddressChangeRefusal {
-    /// Another user owns the new address.
-    AddressTaken,
-    /// The user was confirmed or changed meanwhile.
-    UserChanged,
-}
-
-/// Which earlier sends a claim tolerates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClaimCondition {
-    /// A resend: allowed once the previous cooldown is over.
-    CooldownOver,
-    /// The sign-up mail: allowed only if no mail ever went out, so a redelivered event sends nothing.
-    NothingSentYet,
-}
-
-/// A claimed send: the user as it was just before, whose address and language the mail uses.
-#[derive(Debug)]
-pub struct Claim {
-    pub user: User,
-    pub until: UnixTime,
-}
-
-impl UserStore {
+impl DynamoStore {
     pub fn new(aws: Arc<AwsClients>, table: String) -> Self {
         Self { aws, table }
     }
+}
 
+#[async_trait]
+impl UserReader for DynamoStore {
+    async fn get_user(&self, user_id: &UserId) -> anyhow::Result<Option<User>> {
+        let output = self
+            .aws
+            .dynamodb()
+            .await
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", user_key(user_id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|err| anyhow!(err.into_service_error()))
+            .context("reading a user")?;
+        output.item().map(user_from_item).transpose()
+    }
+
+    /// The user that owns an address, if any (one read).
+    async fn find_user_id_by_email(&self, email: &EmailAddress) -> anyhow::Result<Option<UserId>> {
+        let output = self
+            .aws
+            .dynamodb()
+            .await
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", email_key(email))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|err| anyhow!(err.into_service_error()))
+            .context("looking up an address")?;
+        let user_id = output.item().and_then(|item| item.get("user_id")).and_then(|id| id.as_s().ok());
+        user_id.map(|id| UserId::parse(id).context("stored user_id of an address")).transpose()
+    }
+}
+
+#[async_trait]
+impl UserRegistry for DynamoStore {
     /// Creates the user and its address look-up in one transaction; when `first_mail_until`
     /// is given, the sign-up mail's cooldown is claimed in the same write.
-    pub async fn create_pending_user(
+    async fn create_pending_user(
         &self,
         sign_up: &SignUp,
         now: UnixTime,
@@ -135,116 +147,10 @@ impl UserStore {
         Err(anyhow!(err).context("creating a pending user"))
     }
 
-    /// Decides and claims a send in one conditional write. `Err` carries the item the
-    /// condition saw (`None`: no such user), for the caller to explain the refusal.
-    pub async fn claim_send(
-        &self,
-        user_id: &UserId,
-        now: UnixTime,
-        until: UnixTime,
-        condition: ClaimCondition,
-        requirements: &SendRequirements<'_>,
-    ) -> anyhow::Result<Result<Claim, Option<User>>> {
-        let cooldown_condition = match condition {
-            ClaimCondition::CooldownOver => "(attribute_not_exists(cooldown_until) OR cooldown_until <= :now)",
-            ClaimCondition::NothingSentYet => "attribute_not_exists(cooldown_until)",
-        };
-        let mut conditions = format!("attribute_exists(pk) AND #status = :pending AND {cooldown_condition}");
-        let mut request = self.aws.dynamodb().await.update_item();
-        if let Some(client) = requirements.client {
-            conditions.push_str(" AND client_id = :client");
-            request = request.expression_attribute_values(":client", AttributeValue::S(client.as_str().into()));
-        }
-        if let Some(address) = requirements.address {
-            conditions.push_str(" AND email_normalized = :address");
-            request = request.expression_attribute_values(":address", AttributeValue::S(address.normalized().into()));
-        }
-        let result = request
-            .table_name(&self.table)
-            .key("pk", user_key(user_id))
-            .update_expression("SET cooldown_until = :until, updated_at = :now")
-            .condition_expression(conditions)
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":pending", status_value(UserStatus::EmailConfirmationPending))
-            .expression_attribute_values(":now", number(now.0))
-            .expression_attribute_values(":until", number(until.0))
-            .return_values(ReturnValue::AllOld)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match result {
-            Ok(output) => {
-                let item = output.attributes().context("the claimed user came back empty")?;
-                Ok(Ok(Claim { user: user_from_item(item)?, until }))
-            }
-            Err(err) => Ok(Err(seen_on_refusal(err, "claiming a send")?)),
-        }
-    }
-
-    /// Gives a claimed cooldown back after the mail could not be sent, restoring the end of
-    /// the previous cooldown. Does nothing if another claim has replaced ours meanwhile.
-    pub async fn release_send(&self, user_id: &UserId, claim: &Claim) -> anyhow::Result<()> {
-        let request = self
-            .aws
-            .dynamodb()
-            .await
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", user_key(user_id))
-            .condition_expression("cooldown_until = :claimed")
-            .expression_attribute_values(":claimed", number(claim.until.0));
-        let request = match claim.user.cooldown_until {
-            Some(previous) => request
-                .update_expression("SET cooldown_until = :previous")
-                .expression_attribute_values(":previous", number(previous.0)),
-            None => request.update_expression("REMOVE cooldown_until"),
-        };
-        match request.send().await {
-            Ok(_) => Ok(()),
-            Err(err) if is_condition_failure(&err) => Ok(()),
-            Err(err) => Err(anyhow!(err.into_service_error()).context("releasing a send claim")),
-        }
-    }
-
-    /// Confirms a pending user whose current address the link was sent to, in one
-    /// conditional write. `Err` carries the item the condition saw.
-    pub async fn confirm(
-        &self,
-        user_id: &UserId,
-        address: &AddressTag,
-        now: UnixTime,
-    ) -> anyhow::Result<Result<User, Option<User>>> {
-        let result = self
-            .aws
-            .dynamodb()
-            .await
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", user_key(user_id))
-            .update_expression("SET #status = :enabled, confirmed_at = :now, updated_at = :now")
-            .condition_expression("attribute_exists(pk) AND #status = :pending AND address_tag = :tag")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":pending", status_value(UserStatus::EmailConfirmationPending))
-            .expression_attribute_values(":enabled", status_value(UserStatus::Enabled))
-            .expression_attribute_values(":tag", AttributeValue::S(address.as_str().into()))
-            .expression_attribute_values(":now", number(now.0))
-            .return_values(ReturnValue::AllNew)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match result {
-            Ok(output) => {
-                let item = output.attributes().context("the confirmed user came back empty")?;
-                Ok(Ok(user_from_item(item)?))
-            }
-            Err(err) => Ok(Err(seen_on_refusal(err, "confirming a user")?)),
-        }
-    }
-
     /// Replaces a pending user's address, in one transaction with its look-ups: the new
     /// address must be free, links to the old one stop working (its tag changes), and the
     /// cooldown is reset, since the new address has not been sent anything yet.
-    pub async fn change_pending_address(
+    async fn change_pending_address(
         &self,
         user: &User,
         new: &EmailAddress,
@@ -311,10 +217,125 @@ impl UserStore {
             Err(anyhow!(err).context("changing a pending address"))
         }
     }
+}
 
+#[async_trait]
+impl SendClaims for DynamoStore {
+    /// Decides and claims a send in one conditional write. `Err` carries the item the
+    /// condition saw (`None`: no such user), for the caller to explain the refusal.
+    async fn claim_send(
+        &self,
+        user_id: &UserId,
+        now: UnixTime,
+        until: UnixTime,
+        condition: ClaimCondition,
+        requirements: &SendRequirements<'_>,
+    ) -> anyhow::Result<Result<Claim, Option<User>>> {
+        let cooldown_condition = match condition {
+            ClaimCondition::CooldownOver => "(attribute_not_exists(cooldown_until) OR cooldown_until <= :now)",
+            ClaimCondition::NothingSentYet => "attribute_not_exists(cooldown_until)",
+        };
+        let mut conditions = format!("attribute_exists(pk) AND #status = :pending AND {cooldown_condition}");
+        let mut request = self.aws.dynamodb().await.update_item();
+        if let Some(client) = requirements.client {
+            conditions.push_str(" AND client_id = :client");
+            request = request.expression_attribute_values(":client", AttributeValue::S(client.as_str().into()));
+        }
+        if let Some(address) = requirements.address {
+            conditions.push_str(" AND email_normalized = :address");
+            request = request.expression_attribute_values(":address", AttributeValue::S(address.normalized().into()));
+        }
+        let result = request
+            .table_name(&self.table)
+            .key("pk", user_key(user_id))
+            .update_expression("SET cooldown_until = :until, updated_at = :now")
+            .condition_expression(conditions)
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":pending", status_value(UserStatus::EmailConfirmationPending))
+            .expression_attribute_values(":now", number(now.0))
+            .expression_attribute_values(":until", number(until.0))
+            .return_values(ReturnValue::AllOld)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(output) => {
+                let item = output.attributes().context("the claimed user came back empty")?;
+                Ok(Ok(Claim { user: user_from_item(item)?, until }))
+            }
+            Err(err) => Ok(Err(seen_on_refusal(err, "claiming a send")?)),
+        }
+    }
+
+    /// Gives a claimed cooldown back after the mail could not be sent, restoring the end of
+    /// the previous cooldown. Does nothing if another claim has replaced ours meanwhile.
+    async fn release_send(&self, claim: &Claim) -> anyhow::Result<()> {
+        let request = self
+            .aws
+            .dynamodb()
+            .await
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", user_key(&claim.user.id))
+            .condition_expression("cooldown_until = :claimed")
+            .expression_attribute_values(":claimed", number(claim.until.0));
+        let request = match claim.user.cooldown_until {
+            Some(previous) => request
+                .update_expression("SET cooldown_until = :previous")
+                .expression_attribute_values(":previous", number(previous.0)),
+            None => request.update_expression("REMOVE cooldown_until"),
+        };
+        match request.send().await {
+            Ok(_) => Ok(()),
+            Err(err) if is_condition_failure(&err) => Ok(()),
+            Err(err) => Err(anyhow!(err.into_service_error()).context("releasing a send claim")),
+        }
+    }
+}
+
+#[async_trait]
+impl Confirmations for DynamoStore {
+    /// Confirms a pending user whose current address the link was sent to, in one
+    /// conditional write. `Err` carries the item the condition saw.
+    async fn confirm(
+        &self,
+        user_id: &UserId,
+        address: &AddressTag,
+        now: UnixTime,
+    ) -> anyhow::Result<Result<User, Option<User>>> {
+        let result = self
+            .aws
+            .dynamodb()
+            .await
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", user_key(user_id))
+            .update_expression("SET #status = :enabled, confirmed_at = :now, updated_at = :now")
+            .condition_expression("attribute_exists(pk) AND #status = :pending AND address_tag = :tag")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":pending", status_value(UserStatus::EmailConfirmationPending))
+            .expression_attribute_values(":enabled", status_value(UserStatus::Enabled))
+            .expression_attribute_values(":tag", AttributeValue::S(address.as_str().into()))
+            .expression_attribute_values(":now", number(now.0))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(output) => {
+                let item = output.attributes().context("the confirmed user came back empty")?;
+                Ok(Ok(user_from_item(item)?))
+            }
+            Err(err) => Ok(Err(seen_on_refusal(err, "confirming a user")?)),
+        }
+    }
+}
+
+#[async_trait]
+impl RequestCounters for DynamoStore {
     /// Counts one request against a throttle, in one conditional write. A refused request is
     /// not counted, so a flood cannot push the counter further than the limit.
-    pub async fn count_request(
+    async fn count_request(
         &self,
         rule: &ThrottleRule,
         subject: &str,
@@ -349,40 +370,6 @@ impl UserStore {
             Err(err) if is_condition_failure(&err) => Ok(ThrottleDecision::Refused { resets_at: window.resets_at }),
             Err(err) => Err(anyhow!(err.into_service_error()).context("counting a throttled request")),
         }
-    }
-
-    /// The user that owns an address, if any (one read).
-    pub async fn find_user_id_by_email(&self, email: &EmailAddress) -> anyhow::Result<Option<UserId>> {
-        let output = self
-            .aws
-            .dynamodb()
-            .await
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", email_key(email))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|err| anyhow!(err.into_service_error()))
-            .context("looking up an address")?;
-        let user_id = output.item().and_then(|item| item.get("user_id")).and_then(|id| id.as_s().ok());
-        user_id.map(|id| UserId::parse(id).context("stored user_id of an address")).transpose()
-    }
-
-    pub async fn get_user(&self, user_id: &UserId) -> anyhow::Result<Option<User>> {
-        let output = self
-            .aws
-            .dynamodb()
-            .await
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", user_key(user_id))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|err| anyhow!(err.into_service_error()))
-            .context("reading a user")?;
-        output.item().map(user_from_item).transpose()
     }
 }
 

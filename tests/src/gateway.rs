@@ -8,30 +8,14 @@ use std::sync::Arc;
 use anyhow::{Context, anyhow};
 use base64::Engine as _;
 use lambda_http::request::LambdaRequest;
-use lambda_http::{Adapter, Body, Context as LambdaContext, LambdaEvent, Request, Response, Service, service_fn};
+use lambda_http::{Adapter, Context as LambdaContext, LambdaEvent, Request, Service, service_fn};
+use mailconfirm::HttpHandler;
 use serde_json::{Value, json};
 
 use crate::template::RouteSpec;
 
 /// A function's HTTP handler, as its binary runs it.
-pub type HttpFunction = Arc<dyn Fn(Request) -> futures_lite::BoxedFuture<Response<Body>> + Send + Sync>;
-
-pub mod futures_lite {
-    pub type BoxedFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
-}
-
-/// Wraps a handler object with an async `handle(&self, Request) -> Response`.
-#[macro_export]
-macro_rules! http_function {
-    ($handler:expr) => {{
-        let handler = std::sync::Arc::new($handler);
-        let function: $crate::gateway::HttpFunction = std::sync::Arc::new(move |request| {
-            let handler = handler.clone();
-            Box::pin(async move { handler.handle(request).await })
-        });
-        function
-    }};
-}
+pub type HttpFunction = Arc<dyn HttpHandler>;
 
 /// A request as it reaches the gateway.
 #[derive(Debug, Clone, Default)]
@@ -113,7 +97,7 @@ pub async fn invoke(function: &HttpFunction, event: Value) -> anyhow::Result<Val
     let function = function.clone();
     let mut adapter = Adapter::from(service_fn(move |request: Request| {
         let function = function.clone();
-        async move { Ok::<_, lambda_http::Error>(function(request).await) }
+        async move { Ok::<_, lambda_http::Error>(function.handle(request).await) }
     }));
     let mut context = LambdaContext::default();
     context.request_id = format!("local-{}", uuid_like());
@@ -142,22 +126,22 @@ fn match_path(pattern: &str, path: &str) -> Option<BTreeMap<String, String>> {
     (pattern_segments.len() == path_segments.len()).then_some(params)
 }
 
-pub use mailconfirm::contracts::percent_decode;
+/// `%XX` escapes decoded, as API Gateway decodes path parameters (`+` stays a plus).
+pub fn percent_decode(text: &str) -> String {
+    percent_encoding::percent_decode_str(text).decode_utf8_lossy().into_owned()
+}
 
 /// Query parameters as API Gateway v2 gives them: decoded, repeated keys joined by commas.
 fn query_parameters(raw_query: &str) -> BTreeMap<String, String> {
     let mut params: BTreeMap<String, String> = BTreeMap::new();
-    for pair in raw_query.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let key = percent_decode(&key.replace('+', " "));
-        let value = percent_decode(&value.replace('+', " "));
+    for (key, value) in form_urlencoded::parse(raw_query.as_bytes()) {
         params
-            .entry(key)
+            .entry(key.into_owned())
             .and_modify(|existing| {
                 existing.push(',');
                 existing.push_str(&value);
             })
-            .or_insert(value);
+            .or_insert_with(|| value.into_owned());
     }
     params
 }

@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 
 use crate::gateway::uuid_like;
 use crate::server::{LocalApi, mint_access_token, serve};
-use crate::stack::{Functions, LOCAL_SENDER, create_table, local_env, moto_url, verify_sender};
+use crate::stack::{Functions, LOCAL_SENDER, TestClock, create_table, local_env, moto_url, verify_sender};
 use crate::template::Template;
 
 pub struct TestStack {
@@ -21,6 +21,8 @@ pub struct TestStack {
     pub table: String,
     pub aws: Arc<AwsClients>,
     pub http: reqwest::Client,
+    /// The time every function reads; tests move it instead of sleeping.
+    pub clock: Arc<TestClock>,
     /// The AWS operations each function has made so far.
     pub operations: std::collections::BTreeMap<String, crate::stack::OperationRecorder>,
 }
@@ -45,10 +47,12 @@ impl TestStack {
         let aws = Arc::new(AwsClients::new());
         create_table(&aws, &template, &table).await.expect("the table in moto");
         verify_sender(&aws, LOCAL_SENDER).await.expect("the sender identity in moto");
-        let functions = Functions::build(&env).expect("every function configured");
+        let clock = Arc::new(TestClock::default());
+        let functions = Functions::build(&env, clock.clone()).expect("every function configured");
         let api = Arc::new(LocalApi {
             gateway: functions.gateway(&template).expect("every route bound"),
             sign_up: functions.sign_up.clone(),
+            store: functions.store.clone(),
             moto_url: moto_url().expect("moto's address"),
             http: reqwest::Client::new(),
         });
@@ -60,6 +64,7 @@ impl TestStack {
             aws,
             http: reqwest::Client::new(),
             operations: functions.operations,
+            clock,
         }
     }
 

@@ -13,7 +13,9 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use jsonwebtoken::{EncodingKey, Header};
-use mailconfirm::usecases::send::ConfirmationSender;
+use mailconfirm::SqsHandler;
+use mailconfirm::ports::UserReader;
+use mailconfirm::store::DynamoStore;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
@@ -22,7 +24,9 @@ use crate::stack::{LOCAL_ACCESS_TOKEN_SECRET, LOCAL_AUDIENCE, LOCAL_ISSUER};
 
 pub struct LocalApi {
     pub gateway: Gateway,
-    pub sign_up: Arc<ConfirmationSender>,
+    pub sign_up: Arc<dyn SqsHandler>,
+    /// The table, for the tools that show a user as stored.
+    pub store: Arc<DynamoStore>,
     pub moto_url: String,
     pub http: reqwest::Client,
 }
@@ -160,13 +164,13 @@ impl LocalApi {
     /// Delivers a sign-up event as SQS would: one message in an `SqsEvent`.
     pub async fn publish_sign_up(&self, event: &Value) -> SqsBatchResponse {
         let sqs_event: SqsEvent = serde_json::from_value(sqs_event_for(event)).unwrap_or_default();
-        mailconfirm::signup_events::handle_batch(&self.sign_up, sqs_event).await
+        self.sign_up.handle(sqs_event).await
     }
 
     /// A user as the contracts show it (`userStatus`, `emailVerified`, …), read from the table.
     pub async fn stored_user(&self, id: &str) -> anyhow::Result<Option<Value>> {
         let Ok(id) = mailconfirm::domain::UserId::parse(id) else { return Ok(None) };
-        let user = self.sign_up.store.get_user(&id).await?;
+        let user = self.store.get_user(&id).await?;
         Ok(user.map(|user| serde_json::to_value(mailconfirm::contracts::UserView::from(&user)).unwrap_or_default()))
     }
 

@@ -2,6 +2,7 @@
 //! sender) and every function's handler, configured as a deployment would configure them.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, bail};
@@ -16,16 +17,14 @@ use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_types::config_bag::ConfigBag;
 use mailconfirm::aws::{AwsClients, Intercept, SharedInterceptor};
-use mailconfirm::confirm_page::ConfirmPage;
-use mailconfirm::contracts::backendless::{CreateConfirmationUrl, ResendConfirmation};
-use mailconfirm::contracts::mastodon::ResendConfirmation as MastodonResendConfirmation;
-use mailconfirm::contracts::singularity::{SendVerification, VerificationCooldown, VerifyEmail};
-use mailconfirm::contracts::tennpay::SendConfirmation as TennpaySendConfirmation;
-use mailconfirm::usecases::send::ConfirmationSender;
+use mailconfirm::config::ConfigError;
+use mailconfirm::domain::UnixTime;
+use mailconfirm::ports::Clock;
+use mailconfirm::store::DynamoStore;
+use mailconfirm::{HttpHandler, SqsHandler, Wiring};
 use serde_json::Value;
 
-use crate::gateway::{Gateway, HttpFunction};
-use crate::http_function;
+use crate::gateway::Gateway;
 use crate::template::Template;
 
 /// Local-only secrets and settings. Never use these values in a deployment.
@@ -130,44 +129,112 @@ impl Intercept for OperationRecorder {
     }
 }
 
+/// How a function's binary builds its handler: the constructor its `main.rs` hands to
+/// `mailconfirm::run_http` or `run_sqs`, so the local stack runs what AWS runs.
+#[derive(Clone, Copy)]
+pub enum Constructor {
+    Http(fn(&Wiring<'_>) -> Result<Arc<dyn HttpHandler>, ConfigError>),
+    Sqs(fn(&Wiring<'_>) -> Result<Arc<dyn SqsHandler>, ConfigError>),
+}
+
+/// One function of the project.
+#[derive(Clone, Copy)]
+pub struct FunctionSpec {
+    /// The binary (and crate) name under `functions/`.
+    pub binary: &'static str,
+    /// The handler type its `main.rs` imports and builds, by path.
+    pub handler: &'static str,
+    pub constructor: Constructor,
+}
+
+macro_rules! function {
+    ($binary:literal, $run:ident, $kind:ident, $($handler:ident)::+) => {
+        FunctionSpec {
+            binary: $binary,
+            handler: stringify!($($handler)::+),
+            constructor: Constructor::$kind(|w| Ok(Arc::new($($handler)::+::from_config(w)?))),
+        }
+    };
+}
+
+/// Every function, as its `main.rs` builds it (`template_consistency` holds the two together).
+pub const FUNCTIONS: &[FunctionSpec] = &[
+    function!("singularity-send-verification", run_http, Http, mailconfirm::contracts::singularity::SendVerification),
+    function!(
+        "singularity-verification-cooldown",
+        run_http,
+        Http,
+        mailconfirm::contracts::singularity::VerificationCooldown
+    ),
+    function!("singularity-verify-email", run_http, Http, mailconfirm::contracts::singularity::VerifyEmail),
+    function!(
+        "backendless-resend-confirmation",
+        run_http,
+        Http,
+        mailconfirm::contracts::backendless::ResendConfirmation
+    ),
+    function!(
+        "backendless-create-confirmation-url",
+        run_http,
+        Http,
+        mailconfirm::contracts::backendless::CreateConfirmationUrl
+    ),
+    function!("tennpay-send-confirmation", run_http, Http, mailconfirm::contracts::tennpay::SendConfirmation),
+    function!("mastodon-resend-confirmation", run_http, Http, mailconfirm::contracts::mastodon::ResendConfirmation),
+    function!("confirm-page", run_http, Http, mailconfirm::confirm_page::ConfirmPage),
+    function!("signup-events", run_sqs, Sqs, mailconfirm::signup_events::SignUpConsumer),
+];
+
+/// A clock the tests move instead of sleeping: the system's time plus an offset.
+#[derive(Debug, Default)]
+pub struct TestClock {
+    offset_seconds: AtomicI64,
+}
+
+impl TestClock {
+    pub fn advance(&self, seconds: i64) {
+        self.offset_seconds.fetch_add(seconds, Ordering::SeqCst);
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> UnixTime {
+        UnixTime(UnixTime::now().0 + self.offset_seconds.load(Ordering::SeqCst))
+    }
+}
+
 /// Every function of the project, built from one configuration, each with its own AWS
 /// clients as in AWS, and a record of the operations it made.
 pub struct Functions {
-    pub http: BTreeMap<String, HttpFunction>,
-    pub sign_up: Arc<ConfirmationSender>,
+    pub http: BTreeMap<String, Arc<dyn HttpHandler>>,
+    pub sign_up: Arc<dyn SqsHandler>,
+    /// The table as the functions see it, for the local tools that read users.
+    pub store: Arc<DynamoStore>,
     pub operations: BTreeMap<String, OperationRecorder>,
 }
 
 impl Functions {
-    pub fn build(env: &HashMap<String, String>) -> anyhow::Result<Self> {
+    pub fn build(env: &HashMap<String, String>, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let mut operations = BTreeMap::new();
-        let mut clients_of = |binary: &str| {
-            let recorder = OperationRecorder::default();
-            operations.insert(binary.to_owned(), recorder.clone());
-            Arc::new(AwsClients::with_interceptor(SharedInterceptor::new(recorder)))
-        };
         let mut http = BTreeMap::new();
-        let binary = "singularity-send-verification";
-        http.insert(binary.to_owned(), http_function!(SendVerification::from_config(env, clients_of(binary))?));
-        let binary = "singularity-verification-cooldown";
-        http.insert(binary.to_owned(), http_function!(VerificationCooldown::from_config(env, clients_of(binary))?));
-        let binary = "singularity-verify-email";
-        http.insert(binary.to_owned(), http_function!(VerifyEmail::from_config(env, clients_of(binary))?));
-        let binary = "backendless-resend-confirmation";
-        http.insert(binary.to_owned(), http_function!(ResendConfirmation::from_config(env, clients_of(binary))?));
-        let binary = "backendless-create-confirmation-url";
-        http.insert(binary.to_owned(), http_function!(CreateConfirmationUrl::from_config(env, clients_of(binary))?));
-        let binary = "tennpay-send-confirmation";
-        http.insert(binary.to_owned(), http_function!(TennpaySendConfirmation::from_config(env, clients_of(binary))?));
-        let binary = "mastodon-resend-confirmation";
-        http.insert(
-            binary.to_owned(),
-            http_function!(MastodonResendConfirmation::from_config(env, clients_of(binary))?),
-        );
-        let binary = "confirm-page";
-        http.insert(binary.to_owned(), http_function!(ConfirmPage::from_config(env, clients_of(binary))?));
-        let sign_up = Arc::new(ConfirmationSender::from_config(env, clients_of("signup-events"))?);
-        Ok(Self { http, sign_up, operations })
+        let mut sqs = BTreeMap::new();
+        for function in FUNCTIONS {
+            let recorder = OperationRecorder::default();
+            operations.insert(function.binary.to_owned(), recorder.clone());
+            let aws = Arc::new(AwsClients::with_interceptor(SharedInterceptor::new(recorder)));
+            let wiring = Wiring::new(env, aws, clock.clone());
+            match function.constructor {
+                Constructor::Http(build) => {
+                    http.insert(function.binary.to_owned(), build(&wiring)?);
+                }
+                Constructor::Sqs(build) => {
+                    sqs.insert(function.binary.to_owned(), build(&wiring)?);
+                }
+            }
+        }
+        let sign_up = sqs.remove("signup-events").context("no sign-up consumer")?;
+        let store = Wiring::new(env, Arc::new(AwsClients::new()), clock).store()?;
+        Ok(Self { http, sign_up, store, operations })
     }
 
     pub fn gateway(&self, template: &Template) -> anyhow::Result<Gateway> {

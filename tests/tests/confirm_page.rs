@@ -300,7 +300,7 @@ async fn other_methods_are_not_routed_to_the_page() {
     // Should a route ever send it one, the function itself refuses other methods too.
     let page = stack.api.gateway_function("confirm-page").unwrap();
     let put = http::Request::builder().method("PUT").uri(PAGE).body(lambda_http::Body::Empty).unwrap();
-    let response = page(put).await;
+    let response = page.handle(put).await;
     assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(response.headers()["allow"], "GET, HEAD, POST");
     assert_eq!(response.headers()["referrer-policy"], "no-referrer");

@@ -31,7 +31,7 @@ async fn the_sam_local_events_replay_the_whole_flow() {
 
     // signup-events.json: user-123 <ada@example.com> signs up.
     let sqs: SqsEvent = serde_json::from_value(event("signup-events.json")).unwrap();
-    let batch = mailconfirm::signup_events::handle_batch(&stack.api.sign_up, sqs).await;
+    let batch = stack.api.sign_up.handle(sqs).await;
     assert!(batch.batch_item_failures.is_empty());
     assert_eq!(stack.stored_status("user-123").await.as_deref(), Some("EMAIL_CONFIRMATION_PENDING"));
 

@@ -60,7 +60,7 @@ async fn the_creating_application_gets_an_empty_object_and_the_user_a_mail_on_ei
     let response = post(&stack, CONFIRMATIONS, Some(&app_token(&user_id, "app-1", "write"))).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.json::<Value>().await.unwrap(), json!({}));
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    stack.clock.advance(2);
     let singular =
         post(&stack, "/api/v1/emails/confirmation", Some(&app_token(&user_id, "app-1", "read write:accounts"))).await;
     assert_eq!(singular.status(), StatusCode::OK);

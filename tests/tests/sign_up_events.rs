@@ -86,7 +86,7 @@ async fn only_the_bad_messages_of_a_batch_are_reported_failed() {
     }
     let event: SqsEvent = serde_json::from_value(json!({ "Records": records })).unwrap();
 
-    let response = mailconfirm::signup_events::handle_batch(&stack.api.sign_up, event).await;
+    let response = stack.api.sign_up.handle(event).await;
 
     let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
     assert_eq!(failed, ["m-1", "m-2", "m-3"]);

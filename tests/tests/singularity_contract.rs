@@ -50,7 +50,7 @@ async fn a_resend_after_the_cooldown_mails_a_fresh_link_in_the_users_language() 
     })
     .await;
     let (user_id, email) = stack.signed_up_user(Some("de")).await;
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    stack.clock.advance(2);
 
     let response = post_send(&stack, Some(&stack.access_token(&user_id)), "").await;
 

@@ -1,9 +1,11 @@
-//! The template and the code agree: every binary in functions/ is deployed, and the local
-//! stack serves exactly the template's routes.
+//! The template and the code agree: every binary in functions/ is deployed, each `main.rs`
+//! builds the handler the local stack builds for it, and the local stack serves exactly the
+//! template's routes.
 
 use std::collections::BTreeSet;
 
 use mailconfirm_local::harness::TestStack;
+use mailconfirm_local::stack::{Constructor, FUNCTIONS};
 use mailconfirm_local::template::{Template, project_root};
 
 fn function_crates() -> BTreeSet<String> {
@@ -20,6 +22,29 @@ fn every_binary_in_functions_has_a_function_resource_and_vice_versa() {
     let template = Template::load().unwrap();
     let deployed: BTreeSet<String> = template.functions().into_iter().map(|f| f.binary).collect();
     assert_eq!(function_crates(), deployed);
+}
+
+#[test]
+fn the_local_stack_builds_each_function_as_its_main_does() {
+    let listed: BTreeSet<String> = FUNCTIONS.iter().map(|f| f.binary.to_owned()).collect();
+    assert_eq!(function_crates(), listed, "functions/ and the local stack's table");
+    for function in FUNCTIONS {
+        let main = std::fs::read_to_string(project_root().join("functions").join(function.binary).join("src/main.rs"))
+            .unwrap();
+        // `stringify!` spaces the path's separators.
+        let handler = function.handler.replace(' ', "");
+        let name = handler.rsplit("::").next().unwrap();
+        let run = match function.constructor {
+            Constructor::Http(_) => "run_http",
+            Constructor::Sqs(_) => "run_sqs",
+        };
+        assert!(main.contains(&format!("use {handler};")), "{}: imports {handler}", function.binary);
+        assert!(
+            main.contains(&format!("mailconfirm::{run}({name}::from_config)")),
+            "{}: {run}({name})",
+            function.binary
+        );
+    }
 }
 
 #[test]

@@ -1,15 +1,8 @@
 //! POST /api/auth/email/verification/send: resends the confirmation mail (Singularity contract).
 
-use std::sync::Arc;
-
-use lambda_http::{Error, run, service_fn};
-use mailconfirm::aws::AwsClients;
 use mailconfirm::contracts::singularity::SendVerification;
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), Error> {
-    mailconfirm::init_telemetry();
-    let handler = mailconfirm::configure(|env| SendVerification::from_config(env, Arc::new(AwsClients::new())));
-    let handler: &'static _ = Box::leak(Box::new(handler));
-    run(service_fn(move |request| async move { Ok::<_, Error>(handler.handle(request).await) })).await
+async fn main() -> Result<(), lambda_http::Error> {
+    mailconfirm::run_http(SendVerification::from_config).await
 }

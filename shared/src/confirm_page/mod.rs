@@ -10,16 +10,21 @@ pub mod render;
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
+use http::StatusCode;
 use lambda_http::{Body, Request, Response};
 
-use crate::aws::AwsClients;
-use crate::config::{ConfigError, Source};
-use crate::contracts::{form_field, header, log_failure, query_param, source_ip};
+use crate::config::ConfigError;
+use crate::contracts::{form_field, header, query_param, source_ip};
 use crate::domain::{Locale, UnixTime, client_subject};
 use crate::link_token::AuthenticLink;
-use crate::usecases::confirm::{ConfirmError, Confirmer};
-use crate::usecases::send::{ConfirmationSender, SendError};
-use crate::usecases::throttle::{self, ResendThrottles, ThrottleError};
+use crate::mail::MailSettings;
+use crate::ports::{Clock, RequestCounters, UserReader};
+use crate::usecases::MaybeFailure;
+use crate::usecases::confirm::Confirmer;
+use crate::usecases::resend::Resend;
+use crate::usecases::throttle::{self, ResendThrottles};
+use crate::wiring::{HttpHandler, Wiring};
 use outcome::{Action, Page, RedirectPolicy};
 use render::{PageForm, PageRenderer, content_security_policy, protect};
 
@@ -27,11 +32,14 @@ use render::{PageForm, PageRenderer, content_security_policy, protect};
 pub use crate::link_token::CONFIRM_PAGE_PATH;
 
 pub struct ConfirmPage {
-    pub confirmer: Confirmer,
-    pub sender: ConfirmationSender,
-    pub throttles: ResendThrottles,
-    pub redirects: RedirectPolicy,
-    pub pages: PageRenderer,
+    users: Arc<dyn UserReader>,
+    counters: Arc<dyn RequestCounters>,
+    confirmer: Confirmer,
+    resend: Resend,
+    throttles: ResendThrottles,
+    redirects: RedirectPolicy,
+    pages: PageRenderer,
+    clock: Arc<dyn Clock>,
     csp: String,
 }
 
@@ -49,21 +57,27 @@ struct Shown<'a> {
 }
 
 impl ConfirmPage {
-    pub fn from_config(source: &dyn Source, aws: Arc<AwsClients>) -> Result<Self, ConfigError> {
-        let sender = ConfirmationSender::from_config(source, aws.clone())?;
-        let redirects = RedirectPolicy::from_config(source)?;
-        let pages = PageRenderer::new(sender.settings.app_name.clone(), sender.settings.default_locale);
+    pub fn from_config(w: &Wiring<'_>) -> Result<Self, ConfigError> {
+        let store = w.store()?;
+        let settings = MailSettings::from_config(w.config)?;
+        let redirects = RedirectPolicy::from_config(w.config)?;
         Ok(Self {
-            confirmer: Confirmer::from_config(source, aws)?,
-            throttles: ResendThrottles::from_config(source)?,
+            users: store.clone(),
+            counters: store,
+            confirmer: Confirmer::from_config(w)?,
+            resend: Resend::from_config(w)?,
+            throttles: ResendThrottles::from_config(w.config)?,
             csp: content_security_policy(&redirects.origins()),
             redirects,
-            pages,
-            sender,
+            pages: PageRenderer::new(settings.app_name, settings.default_locale),
+            clock: w.clock.clone(),
         })
     }
+}
 
-    pub async fn handle(&self, request: Request) -> Response<Body> {
+#[async_trait]
+impl HttpHandler for ConfirmPage {
+    async fn handle(&self, request: Request) -> Response<Body> {
         let method = request.method().clone();
         let mut response = match method {
             http::Method::GET | http::Method::HEAD => self.open(&request).await,
@@ -81,21 +95,22 @@ impl ConfirmPage {
         protect(&mut response, &self.csp);
         response
     }
+}
 
+impl ConfirmPage {
     /// `GET`/`HEAD`: reads the user to say where the link stands; writes nothing.
     async fn open(&self, request: &Request) -> Response<Body> {
         let submission =
             Submission { token: query_param(request, "token"), redirect_to: query_param(request, "redirect_to") };
-        let link =
-            self.sender.links.verifier().authenticate(submission.token.as_deref().unwrap_or_default(), UnixTime::now());
+        let link = self.confirmer.authenticate(submission.token.as_deref().unwrap_or_default(), self.clock.now());
         let (page, link) = match link {
             Err(err) => (Page::on_bad_link(err), None),
-            Ok(_) if !self.confirmer.mail_enabled => (Page::MailDisabled, None),
-            Ok(link) => match self.sender.store.get_user(&link.link.user_id).await {
+            Ok(_) if !self.confirmer.mail_enabled() => (Page::MailDisabled, None),
+            Ok(link) => match self.users.get_user(&link.link.user_id).await {
                 Ok(user) => (Page::on_open(&link, user.as_ref()), Some((link, user))),
                 Err(err) => {
                     // The read only decides which page to show; the button still works.
-                    log_failure(err.as_ref());
+                    crate::usecases::Failure::Storage(err).report();
                     let page = if link.expired { Page::Expired } else { Page::AskToConfirm };
                     (page, Some((link, None)))
                 }
@@ -112,15 +127,15 @@ impl ConfirmPage {
         let body = request.body().as_ref();
         let field = |name: &str| form_field(body, name).or_else(|| query_param(request, name));
         let submission = Submission { token: field("token"), redirect_to: field("redirect_to") };
-        let now = UnixTime::now();
-        let link = self.sender.links.verifier().authenticate(submission.token.as_deref().unwrap_or_default(), now);
+        let now = self.clock.now();
+        let link = self.confirmer.authenticate(submission.token.as_deref().unwrap_or_default(), now);
         let locale = self.locale_for(request, [link.as_ref().ok().and_then(|l| l.link.locale.as_ref()), None]);
         let page = match Action::parse(field("action").as_deref()) {
             None => Page::Invalid,
             Some(Action::Confirm) => {
                 let result = self.confirmer.confirm_link(link, now).await;
-                if let Err(err @ ConfirmError::Storage(_)) = &result {
-                    log_failure(err);
+                if let Some(failure) = result.as_ref().err().and_then(MaybeFailure::failure) {
+                    failure.report();
                 }
                 Page::after_confirm(&result)
             }
@@ -136,25 +151,21 @@ impl ConfirmPage {
 
     async fn send_new_link(&self, request: &Request, link: Option<&AuthenticLink>, now: UnixTime) -> Page {
         let Some(link) = link else { return Page::Invalid };
-        if !self.sender.settings.enabled {
+        if !self.resend.mail_enabled() {
             return Page::MailDisabled;
         }
         let client = source_ip(request).map(client_subject).unwrap_or_else(|| "unknown".to_owned());
         let rules = self.throttles.rules(client, link.link.user_id.as_str().to_owned());
-        match throttle::count_request(&self.sender.store, &rules, now).await {
-            Ok(()) => {}
-            Err(ThrottleError::Throttled(throttled)) => {
-                return Page::TooManyRequests { retry_after_seconds: throttled.retry_after_seconds(now) };
+        if let Err(err) = throttle::count_request(self.counters.as_ref(), &rules, now).await {
+            if let Some(failure) = err.failure() {
+                failure.report();
             }
-            Err(ThrottleError::Storage(err)) => {
-                log_failure(err.as_ref());
-                return Page::TemporaryFailure { retry: Action::SendNewLink };
-            }
+            return Page::after_throttle(&err, now);
         }
         // The new mail is written in the language of the one whose link expired.
-        let result = self.sender.resend(&link.link.user_id, link.link.locale.as_ref(), now).await;
-        if let Err(err @ (SendError::Storage(_) | SendError::Delivery(_))) = &result {
-            log_failure(err);
+        let result = self.resend.resend(&link.link.user_id, link.link.locale.as_ref(), now).await;
+        if let Some(failure) = result.as_ref().err().and_then(MaybeFailure::failure) {
+            failure.report();
         }
         Page::after_new_link(&result)
     }
@@ -174,12 +185,15 @@ impl ConfirmPage {
         };
         let continue_to =
             if page.is_success() { self.redirects.target(submission.redirect_to.as_deref()) } else { None };
-        tracing::info!(page = page.key(), status = page.status(), "confirm page shown");
+        tracing::info!(page = page.key(), status = page.status().as_u16(), "confirm page shown");
         let html = match self.pages.render(page, locale, form, continue_to) {
             Ok(html) => html,
             Err(reason) => {
                 tracing::error!(error = %reason, "the confirm page does not render");
-                return text_response(500, "The page could not be shown. Please try again later.");
+                return text_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "The page could not be shown. Please try again later.",
+                );
             }
         };
         let mut response = text_response(page.status(), &html);
@@ -194,9 +208,9 @@ impl ConfirmPage {
     }
 }
 
-fn text_response(status: u16, text: &str) -> Response<Body> {
+fn text_response(status: StatusCode, text: &str) -> Response<Body> {
     let mut response = Response::new(Body::Text(text.to_owned()));
-    *response.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    *response.status_mut() = status;
     response
         .headers_mut()
         .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));

@@ -1,11 +1,14 @@
 //! What the confirm page shows, decided without I/O: the page for each outcome of opening a
 //! link or pressing one of the page's buttons, and where a confirmed person may be sent next.
 
+use http::StatusCode;
+
 use crate::config::{self, ConfigError, Source};
 use crate::domain::{User, UserStatus};
 use crate::link_token::{AuthenticLink, LinkTokenError};
 use crate::usecases::confirm::ConfirmError;
-use crate::usecases::send::SendError;
+use crate::usecases::resend::ResendError;
+use crate::usecases::throttle::ThrottleError;
 
 /// What a button of the page asks for when it is pressed (a `POST` with `action=…`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,14 +92,14 @@ impl Page {
         }
     }
 
-    pub fn status(self) -> u16 {
+    pub fn status(self) -> StatusCode {
         match self {
-            Page::AskToConfirm | Page::Confirmed | Page::AlreadyConfirmed | Page::NewLinkRequested => 200,
-            Page::Invalid => 400,
-            Page::AddressChanged => 409,
-            Page::Expired => 410,
-            Page::TooManyRequests { .. } => 429,
-            Page::MailDisabled | Page::TemporaryFailure { .. } => 503,
+            Page::AskToConfirm | Page::Confirmed | Page::AlreadyConfirmed | Page::NewLinkRequested => StatusCode::OK,
+            Page::Invalid => StatusCode::BAD_REQUEST,
+            Page::AddressChanged => StatusCode::CONFLICT,
+            Page::Expired => StatusCode::GONE,
+            Page::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Page::MailDisabled | Page::TemporaryFailure { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -152,27 +155,30 @@ impl Page {
             Err(ConfirmError::UserNotFound) => Page::Invalid,
             Err(ConfirmError::AddressChanged) => Page::AddressChanged,
             Err(ConfirmError::MailDisabled) => Page::MailDisabled,
-            Err(ConfirmError::Storage(_)) => Page::TemporaryFailure { retry: Action::Confirm },
+            Err(ConfirmError::Failed(_)) => Page::TemporaryFailure { retry: Action::Confirm },
+        }
+    }
+
+    /// The page after a throttle refused to count a request for a new link.
+    pub fn after_throttle(err: &ThrottleError, now: crate::domain::UnixTime) -> Page {
+        match err {
+            ThrottleError::Throttled(throttled) => {
+                Page::TooManyRequests { retry_after_seconds: throttled.retry_after_seconds(now) }
+            }
+            ThrottleError::Failed(_) => Page::TemporaryFailure { retry: Action::SendNewLink },
         }
     }
 
     /// The page after asking for a new link. Whether a mail went out, the cooldown held it
     /// back, or the account is confirmed or gone, the answer is the same.
-    pub fn after_new_link<T>(result: &Result<T, SendError>) -> Page {
+    pub fn after_new_link<T>(result: &Result<T, ResendError>) -> Page {
         match result {
-            Err(SendError::MailDisabled) => Page::MailDisabled,
-            Err(SendError::Storage(_) | SendError::Delivery(_)) => {
-                Page::TemporaryFailure { retry: Action::SendNewLink }
-            }
+            Err(ResendError::MailDisabled) => Page::MailDisabled,
+            Err(ResendError::Failed(_)) => Page::TemporaryFailure { retry: Action::SendNewLink },
             Ok(_)
-            | Err(
-                SendError::UserNotFound
-                | SendError::AlreadyConfirmed
-                | SendError::CooldownActive { .. }
-                | SendError::ClientMismatch
-                | SendError::AddressMismatch
-                | SendError::AddressTaken,
-            ) => Page::NewLinkRequested,
+            | Err(ResendError::UserNotFound | ResendError::AlreadyConfirmed | ResendError::CooldownActive { .. }) => {
+                Page::NewLinkRequested
+            }
         }
     }
 }
@@ -233,27 +239,20 @@ impl RedirectPolicy {
     }
 }
 
-/// `scheme://host[:port]` of an absolute http(s) URL, lower-cased and without a default port;
-/// `None` for anything else, including URLs with credentials or characters browsers repair.
+/// `scheme://host[:port]` of an absolute http(s) URL as a browser parses it (WHATWG, by
+/// `url`), lower-cased and without a default port; `None` for anything else, including URLs
+/// with credentials and, stricter than a browser, any whitespace, control character or
+/// backslash, which browsers silently repair into another address.
 pub fn origin_of(url: &str) -> Option<String> {
     if url.is_empty() || url.chars().any(|c| c.is_whitespace() || c.is_control() || c == '\\') {
         return None;
     }
-    let uri: http::Uri = url.parse().ok()?;
-    let scheme = uri.scheme_str()?.to_ascii_lowercase();
-    let authority = uri.authority()?;
-    if authority.as_str().contains('@') || !matches!(scheme.as_str(), "http" | "https") {
+    let parsed = url::Url::parse(url).ok()?;
+    let credentials = !parsed.username().is_empty() || parsed.password().is_some();
+    if credentials || !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none_or(str::is_empty) {
         return None;
     }
-    let host = authority.host().to_ascii_lowercase();
-    if host.is_empty() {
-        return None;
-    }
-    let default_port = if scheme == "https" { 443 } else { 80 };
-    Some(match authority.port_u16() {
-        Some(port) if port != default_port => format!("{scheme}://{host}:{port}"),
-        _ => format!("{scheme}://{host}"),
-    })
+    Some(parsed.origin().ascii_serialization())
 }
 
 fn origin_without_default_port(entry: &str) -> String {
@@ -267,6 +266,7 @@ mod tests {
     use super::*;
     use crate::domain::{EmailAddress, UnixTime, UserId};
     use crate::link_token::VerifiedLink;
+    use crate::usecases::Failure;
 
     fn user(email: &str, status: UserStatus) -> User {
         User {
@@ -312,7 +312,10 @@ mod tests {
             (ConfirmError::UserNotFound, Page::Invalid),
             (ConfirmError::AddressChanged, Page::AddressChanged),
             (ConfirmError::MailDisabled, Page::MailDisabled),
-            (ConfirmError::Storage(anyhow::anyhow!("down")), Page::TemporaryFailure { retry: Action::Confirm }),
+            (
+                ConfirmError::Failed(Failure::Storage(anyhow::anyhow!("down"))),
+                Page::TemporaryFailure { retry: Action::Confirm },
+            ),
         ];
         for (err, page) in cases {
             assert_eq!(Page::after_confirm(&Err(err)), page);
@@ -323,16 +326,16 @@ mod tests {
     fn asking_for_a_new_link_answers_the_same_whatever_the_account() {
         let same = [
             Ok(()),
-            Err(SendError::UserNotFound),
-            Err(SendError::AlreadyConfirmed),
-            Err(SendError::CooldownActive { remaining_seconds: 30 }),
+            Err(ResendError::UserNotFound),
+            Err(ResendError::AlreadyConfirmed),
+            Err(ResendError::CooldownActive { remaining_seconds: 30 }),
         ];
         for result in same {
             assert_eq!(Page::after_new_link(&result), Page::NewLinkRequested);
         }
-        let failed: Result<(), _> = Err(SendError::Storage(anyhow::anyhow!("down")));
+        let failed: Result<(), _> = Err(ResendError::Failed(Failure::Storage(anyhow::anyhow!("down"))));
         assert_eq!(Page::after_new_link(&failed), Page::TemporaryFailure { retry: Action::SendNewLink });
-        assert_eq!(Page::after_new_link::<()>(&Err(SendError::MailDisabled)), Page::MailDisabled);
+        assert_eq!(Page::after_new_link::<()>(&Err(ResendError::MailDisabled)), Page::MailDisabled);
     }
 
     #[test]

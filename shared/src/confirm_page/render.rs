@@ -10,7 +10,7 @@ use minijinja::{Environment, Value, context};
 use sha2::{Digest, Sha256};
 
 use super::outcome::Page;
-use crate::domain::Locale;
+use crate::domain::{Locale, LocaleNegotiation};
 
 /// The languages the page is written in, as the mails are.
 pub const PAGE_LOCALES: &[&str] = crate::mail::MAIL_LOCALES;
@@ -71,18 +71,12 @@ impl PageRenderer {
     }
 
     /// The page's language: the link's or the user's, then the browser's `Accept-Language`
-    /// (negotiated by fluent-langneg, `fr-CA` → `fr`), then the default.
+    /// (in its order of preference, `fr-CA` → `fr`), then the default; the same negotiation
+    /// as the mail's.
     pub fn choose_locale(&self, preferred: &[&Locale], accept_language: Option<&str>) -> &'static str {
-        use fluent_langneg::{LanguageIdentifier, NegotiationStrategy, negotiate_languages, parse_accepted_languages};
-        let mut requested: Vec<LanguageIdentifier> =
-            preferred.iter().filter_map(|locale| locale.as_str().parse().ok()).collect();
-        requested.extend(parse_accepted_languages(accept_language.unwrap_or_default()));
-        let available: Vec<LanguageIdentifier> = PAGE_LOCALES.iter().filter_map(|tag| tag.parse().ok()).collect();
-        let chosen = negotiate_languages(&requested, &available, None, NegotiationStrategy::Lookup);
-        chosen
-            .first()
-            .and_then(|id| PAGE_LOCALES.iter().copied().find(|tag| *tag == id.to_string()))
-            .unwrap_or(self.default_locale)
+        let accepted = Locale::accepted(accept_language.unwrap_or_default());
+        LocaleNegotiation { available: PAGE_LOCALES, default: self.default_locale }
+            .choose(preferred.iter().copied().chain(accepted.iter()))
     }
 
     /// The page's HTML in a shipped locale. Only fails if a shipped template is broken,

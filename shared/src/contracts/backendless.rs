@@ -3,17 +3,22 @@
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
+use http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 use serde_json::json;
 
 use crate::access_token::{AccessTokenVerifier, bearer_token};
-use crate::aws::AwsClients;
 use crate::config::{self, ConfigError, Source};
-use crate::contracts::{header, json_response, log_failure, path_param, source_ip};
+use crate::contracts::{header, json_response, path_param, source_ip};
 use crate::domain::{Identity, IdentityAttribute, UnixTime, client_subject};
-use crate::usecases::send::{ConfirmationSender, SendError};
+use crate::ports::{Clock, RequestCounters};
+use crate::usecases::MaybeFailure;
+use crate::usecases::create_link::{CreateLink, CreateLinkError};
+use crate::usecases::resend::{Resend, ResendError};
 use crate::usecases::throttle::{self, ResendThrottles, ThrottleError};
+use crate::wiring::{HttpHandler, Wiring};
 
 /// Backendless's answers besides success.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,29 +40,39 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    fn parts(self) -> (u16, u32, &'static str) {
+    fn parts(self) -> (StatusCode, u32, &'static str) {
         match self {
-            ErrorCode::AlreadyConfirmed => {
-                (400, 3102, "User has already confirmed the email address. Email confirmation will not be sent.")
-            }
+            ErrorCode::AlreadyConfirmed => (
+                StatusCode::BAD_REQUEST,
+                3102,
+                "User has already confirmed the email address. Email confirmation will not be sent.",
+            ),
             ErrorCode::ConfirmationDisabled => (
-                400,
+                StatusCode::BAD_REQUEST,
                 3103,
                 "Unable to send email confirmation. The \"Require Email Confirmation\" option must be enabled.",
             ),
-            ErrorCode::UserNotFound => {
-                (400, 3104, "Unable to send email confirmation - user account with the email cannot be found.")
+            ErrorCode::UserNotFound => (
+                StatusCode::BAD_REQUEST,
+                3104,
+                "Unable to send email confirmation - user account with the email cannot be found.",
+            ),
+            ErrorCode::TooManyRequests { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                999,
+                "Cannot process request - request limit has been exhausted. Retry later.",
+            ),
+            ErrorCode::NotAuthenticated => {
+                (StatusCode::UNAUTHORIZED, 3064, "Not existing user token. Please log in as an administrator.")
             }
-            ErrorCode::TooManyRequests { .. } => {
-                (429, 999, "Cannot process request - request limit has been exhausted. Retry later.")
+            ErrorCode::NotPermitted => {
+                (StatusCode::FORBIDDEN, 3066, "Permission denied: this operation requires an administrator.")
             }
-            ErrorCode::NotAuthenticated => (401, 3064, "Not existing user token. Please log in as an administrator."),
-            ErrorCode::NotPermitted => (403, 3066, "Permission denied: this operation requires an administrator."),
-            ErrorCode::Internal => (500, 8000, "Internal server error. Please retry."),
+            ErrorCode::Internal => (StatusCode::INTERNAL_SERVER_ERROR, 8000, "Internal server error. Please retry."),
         }
     }
 
-    pub fn status(self) -> u16 {
+    pub fn status(self) -> StatusCode {
         self.parts().0
     }
 
@@ -73,20 +88,84 @@ impl ErrorCode {
         }
         response
     }
+}
 
-    fn from_send(err: &SendError) -> Self {
-        match err {
-            SendError::MailDisabled => ErrorCode::ConfirmationDisabled,
-            SendError::UserNotFound => ErrorCode::UserNotFound,
-            SendError::AlreadyConfirmed => ErrorCode::AlreadyConfirmed,
-            // Backendless sends without these requirements; they cannot occur here.
-            SendError::ClientMismatch | SendError::AddressMismatch | SendError::AddressTaken => ErrorCode::UserNotFound,
-            SendError::CooldownActive { remaining_seconds } => {
+/// Every way a request of this contract ends without success.
+#[derive(Debug)]
+pub enum Rejection {
+    /// Refused before any use case ran: the token or the identity.
+    Request(ErrorCode),
+    Throttle(ThrottleError),
+    Resend(ResendError),
+    CreateLink(CreateLinkError),
+}
+
+impl From<ErrorCode> for Rejection {
+    fn from(code: ErrorCode) -> Self {
+        Rejection::Request(code)
+    }
+}
+
+impl From<ThrottleError> for Rejection {
+    fn from(err: ThrottleError) -> Self {
+        Rejection::Throttle(err)
+    }
+}
+
+impl From<ResendError> for Rejection {
+    fn from(err: ResendError) -> Self {
+        Rejection::Resend(err)
+    }
+}
+
+impl From<CreateLinkError> for Rejection {
+    fn from(err: CreateLinkError) -> Self {
+        Rejection::CreateLink(err)
+    }
+}
+
+impl Rejection {
+    /// Backendless's code for it.
+    pub fn code(&self, now: UnixTime) -> ErrorCode {
+        match self {
+            Rejection::Request(code) => *code,
+            Rejection::Throttle(ThrottleError::Throttled(throttled)) => {
+                ErrorCode::TooManyRequests { retry_after_seconds: throttled.retry_after_seconds(now) }
+            }
+            Rejection::Resend(ResendError::CooldownActive { remaining_seconds }) => {
                 ErrorCode::TooManyRequests { retry_after_seconds: *remaining_seconds }
             }
-            SendError::Storage(_) | SendError::Delivery(_) => ErrorCode::Internal,
+            Rejection::Resend(ResendError::MailDisabled) | Rejection::CreateLink(CreateLinkError::MailDisabled) => {
+                ErrorCode::ConfirmationDisabled
+            }
+            Rejection::Resend(ResendError::UserNotFound) | Rejection::CreateLink(CreateLinkError::UserNotFound) => {
+                ErrorCode::UserNotFound
+            }
+            Rejection::Resend(ResendError::AlreadyConfirmed)
+            | Rejection::CreateLink(CreateLinkError::AlreadyConfirmed) => ErrorCode::AlreadyConfirmed,
+            Rejection::Throttle(ThrottleError::Failed(_))
+            | Rejection::Resend(ResendError::Failed(_))
+            | Rejection::CreateLink(CreateLinkError::Failed(_)) => ErrorCode::Internal,
         }
     }
+
+    fn failure(&self) -> Option<&crate::usecases::Failure> {
+        match self {
+            Rejection::Request(_) => None,
+            Rejection::Throttle(err) => err.failure(),
+            Rejection::Resend(err) => err.failure(),
+            Rejection::CreateLink(err) => err.failure(),
+        }
+    }
+}
+
+/// The one place this contract turns a rejection into its response; a failure of ours is
+/// reported here and nowhere else.
+pub fn respond(rejection: &Rejection, now: UnixTime) -> Response<Body> {
+    if let Some(failure) = rejection.failure() {
+        failure.report();
+    }
+    rejection.code(now).response()
 }
 
 #[derive(Serialize)]
@@ -112,69 +191,60 @@ fn identity_attribute(source: &dyn Source) -> Result<IdentityAttribute, ConfigEr
 /// `POST /api/users/resendconfirmation/{identity}`: unauthenticated, so throttled per client
 /// address and per identity before anything is looked up.
 pub struct ResendConfirmation {
-    pub sender: ConfirmationSender,
-    pub identity: IdentityAttribute,
+    counters: Arc<dyn RequestCounters>,
+    resend: Resend,
+    identity: IdentityAttribute,
     /// `BACKENDLESS_PARANOID`: unknown identities are answered as known ones are.
-    pub paranoid: bool,
-    pub throttles: ResendThrottles,
+    paranoid: bool,
+    throttles: ResendThrottles,
+    clock: Arc<dyn Clock>,
 }
 
 impl ResendConfirmation {
-    pub fn from_config(source: &dyn Source, aws: Arc<AwsClients>) -> Result<Self, ConfigError> {
+    pub fn from_config(w: &Wiring<'_>) -> Result<Self, ConfigError> {
         Ok(Self {
-            sender: ConfirmationSender::from_config(source, aws)?,
-            identity: identity_attribute(source)?,
-            paranoid: config::flag(source, "BACKENDLESS_PARANOID", false)?,
-            throttles: ResendThrottles::from_config(source)?,
+            counters: w.store()?,
+            resend: Resend::from_config(w)?,
+            identity: identity_attribute(w.config)?,
+            paranoid: config::flag(w.config, "BACKENDLESS_PARANOID", false)?,
+            throttles: ResendThrottles::from_config(w.config)?,
+            clock: w.clock.clone(),
         })
     }
 
-    pub async fn handle(&self, request: Request) -> Response<Body> {
-        match self.resend(&request).await {
-            Ok(()) => Response::new(Body::Empty),
-            Err(code) => code.response(),
-        }
-    }
-
-    async fn resend(&self, request: &Request) -> Result<(), ErrorCode> {
-        let now = UnixTime::now();
+    async fn resend(&self, request: &Request, now: UnixTime) -> Result<(), Rejection> {
         let raw_identity = path_param(request, "identity").unwrap_or_default();
         let client = source_ip(request).map(client_subject).unwrap_or_else(|| "unknown".to_owned());
         // Counted by the identity as a mailbox would be: case does not make a new one.
         let rules = self.throttles.rules(client, raw_identity.trim().to_lowercase());
-        throttle::count_request(&self.sender.store, &rules, now).await.map_err(|err| match err {
-            ThrottleError::Throttled(throttled) => {
-                ErrorCode::TooManyRequests { retry_after_seconds: throttled.retry_after_seconds(now) }
+        throttle::count_request(self.counters.as_ref(), &rules, now).await?;
+        let identity = identity_of(request, self.identity)?;
+        self.resend.resend_to(&identity, None, now).await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl HttpHandler for ResendConfirmation {
+    async fn handle(&self, request: Request) -> Response<Body> {
+        let now = self.clock.now();
+        match self.resend(&request, now).await {
+            Ok(()) => Response::new(Body::Empty),
+            Err(rejection) if self.paranoid && rejection.code(now) == ErrorCode::UserNotFound => {
+                Response::new(Body::Empty)
             }
-            ThrottleError::Storage(err) => {
-                log_failure(err.as_ref());
-                ErrorCode::Internal
-            }
-        })?;
-        let identity = identity_of(request, self.identity);
-        let result = match identity {
-            Ok(identity) => self.sender.resend_to(&identity, None, now).await.map(drop).map_err(|err| {
-                if matches!(err, SendError::Storage(_) | SendError::Delivery(_)) {
-                    log_failure(&err);
-                }
-                ErrorCode::from_send(&err)
-            }),
-            Err(code) => Err(code),
-        };
-        match result {
-            Err(ErrorCode::UserNotFound) if self.paranoid => Ok(()),
-            other => other,
+            Err(rejection) => respond(&rejection, now),
         }
     }
 }
 
 /// Who may create confirmation URLs: a token with the configured admin role or scope.
 pub struct AdminAccess {
-    pub verifier: AccessTokenVerifier,
+    verifier: AccessTokenVerifier,
     /// `ADMIN_ROLE`, looked for in the `roles` claim.
-    pub role: String,
+    role: String,
     /// `ADMIN_SCOPE`, looked for in `scope`/`scp`.
-    pub scope: String,
+    scope: String,
 }
 
 impl AdminAccess {
@@ -200,36 +270,36 @@ impl AdminAccess {
 /// `POST /api/users/createEmailConfirmationURL/{identity}`: a link for a trusted backend to
 /// deliver itself. No mail, no cooldown.
 pub struct CreateConfirmationUrl {
-    pub sender: ConfirmationSender,
-    pub identity: IdentityAttribute,
-    pub admin: AdminAccess,
+    links: CreateLink,
+    identity: IdentityAttribute,
+    admin: AdminAccess,
+    clock: Arc<dyn Clock>,
 }
 
 impl CreateConfirmationUrl {
-    pub fn from_config(source: &dyn Source, aws: Arc<AwsClients>) -> Result<Self, ConfigError> {
+    pub fn from_config(w: &Wiring<'_>) -> Result<Self, ConfigError> {
         Ok(Self {
-            sender: ConfirmationSender::from_config(source, aws)?,
-            identity: identity_attribute(source)?,
-            admin: AdminAccess::from_config(source)?,
+            links: CreateLink::from_config(w)?,
+            identity: identity_attribute(w.config)?,
+            admin: AdminAccess::from_config(w.config)?,
+            clock: w.clock.clone(),
         })
     }
 
-    pub async fn handle(&self, request: Request) -> Response<Body> {
-        let result = async {
-            self.admin.authorize(&request)?;
-            let identity = identity_of(&request, self.identity)?;
-            let now = UnixTime::now();
-            self.sender.create_link(&identity, now).await.map_err(|err| {
-                if matches!(err, SendError::Storage(_) | SendError::Delivery(_)) {
-                    log_failure(&err);
-                }
-                ErrorCode::from_send(&err)
-            })
-        }
-        .await;
-        match result {
-            Ok(url) => json_response(200, &json!({ "confirmationURL": url })),
-            Err(code) => code.response(),
+    async fn create(&self, request: &Request, now: UnixTime) -> Result<String, Rejection> {
+        self.admin.authorize(request)?;
+        let identity = identity_of(request, self.identity)?;
+        Ok(self.links.create_link(&identity, now).await?)
+    }
+}
+
+#[async_trait]
+impl HttpHandler for CreateConfirmationUrl {
+    async fn handle(&self, request: Request) -> Response<Body> {
+        let now = self.clock.now();
+        match self.create(&request, now).await {
+            Ok(url) => json_response(StatusCode::OK, &json!({ "confirmationURL": url })),
+            Err(rejection) => respond(&rejection, now),
         }
     }
 }

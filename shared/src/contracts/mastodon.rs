@@ -4,19 +4,23 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
+use http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
 
 use crate::access_token::{AccessTokenError, AccessTokenVerifier, Principal};
-use crate::aws::AwsClients;
-use crate::config::{self, ConfigError, Source};
-use crate::contracts::{form_field, header, json_response, log_failure, query_param, source_ip};
+use crate::config::{self, ConfigError};
+use crate::contracts::{form_field, header, json_response, query_param, source_ip};
 use crate::domain::{EmailAddress, ThrottleRule, UnixTime, client_subject};
-use crate::usecases::send::{ConfirmationSender, SendError};
+use crate::ports::{Clock, RequestCounters};
+use crate::usecases::Failure;
+use crate::usecases::client_resend::{ClientResend, ClientResendError};
 use crate::usecases::throttle::{self, ThrottleError};
+use crate::wiring::{HttpHandler, Wiring};
 
 /// Mastodon's answers besides success, with its wording.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Refusal {
     TokenInvalid,
     TokenExpired,
@@ -31,25 +35,37 @@ pub enum Refusal {
         resets_at: UnixTime,
     },
     MailDisabled,
-    Internal,
+    /// A failure of ours, reported when the response is made.
+    Internal(Failure),
 }
 
 impl Refusal {
+    /// The one place this contract turns a refusal into its response; a failure of ours is
+    /// reported here and nowhere else.
     pub fn response(&self) -> Response<Body> {
         let (status, error) = match self {
-            Refusal::TokenInvalid => (401, "The access token is invalid".to_owned()),
-            Refusal::TokenExpired => (401, "The access token expired".to_owned()),
-            Refusal::OutsideScopes => (403, "This action is outside the authorized scopes".to_owned()),
-            Refusal::NotOwnedByApplication => {
-                (403, "This method is only available to the application the user originally signed-up with".to_owned())
+            Refusal::TokenInvalid => (StatusCode::UNAUTHORIZED, "The access token is invalid".to_owned()),
+            Refusal::TokenExpired => (StatusCode::UNAUTHORIZED, "The access token expired".to_owned()),
+            Refusal::OutsideScopes => {
+                (StatusCode::FORBIDDEN, "This action is outside the authorized scopes".to_owned())
             }
-            Refusal::NotAwaitingConfirmation => {
-                (403, "This method is only available while the e-mail is awaiting confirmation".to_owned())
+            Refusal::NotOwnedByApplication => (
+                StatusCode::FORBIDDEN,
+                "This method is only available to the application the user originally signed-up with".to_owned(),
+            ),
+            Refusal::NotAwaitingConfirmation => (
+                StatusCode::FORBIDDEN,
+                "This method is only available while the e-mail is awaiting confirmation".to_owned(),
+            ),
+            Refusal::ValidationFailed(reason) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, format!("Validation failed: {reason}"))
             }
-            Refusal::ValidationFailed(reason) => (422, format!("Validation failed: {reason}")),
-            Refusal::TooManyRequests { .. } => (429, "Too many requests".to_owned()),
-            Refusal::MailDisabled => (503, "E-mail is disabled on this server".to_owned()),
-            Refusal::Internal => (500, "Internal server error".to_owned()),
+            Refusal::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "Too many requests".to_owned()),
+            Refusal::MailDisabled => (StatusCode::SERVICE_UNAVAILABLE, "E-mail is disabled on this server".to_owned()),
+            Refusal::Internal(failure) => {
+                failure.report();
+                (StatusCode::INTERNAL_SERVER_ERROR, "Internal server error".to_owned())
+            }
         };
         let mut response = json_response(status, &json!({ "error": error }));
         if let Refusal::TooManyRequests { limit, resets_at } = self {
@@ -92,48 +108,42 @@ fn email_param(request: &Request) -> Option<String> {
 }
 
 pub struct ResendConfirmation {
-    pub access: AccessTokenVerifier,
-    pub sender: ConfirmationSender,
+    access: AccessTokenVerifier,
+    counters: Arc<dyn RequestCounters>,
+    resend: ClientResend,
     /// 25 requests per 5 minutes per client address, as Mastodon's rack-attack.
-    pub per_ip: ThrottleRule,
+    per_ip: ThrottleRule,
     /// 5 requests per 30 minutes per user.
-    pub per_user: ThrottleRule,
+    per_user: ThrottleRule,
+    clock: Arc<dyn Clock>,
 }
 
 impl ResendConfirmation {
-    pub fn from_config(source: &dyn Source, aws: Arc<AwsClients>) -> Result<Self, ConfigError> {
+    pub fn from_config(w: &Wiring<'_>) -> Result<Self, ConfigError> {
         Ok(Self {
-            access: AccessTokenVerifier::from_config(source)?,
-            sender: ConfirmationSender::from_config(source, aws)?,
+            access: AccessTokenVerifier::from_config(w.config)?,
+            counters: w.store()?,
+            resend: ClientResend::from_config(w)?,
             per_ip: ThrottleRule {
                 name: "mastodon-confirmations-ip",
-                limit: config::count(source, "MASTODON_IP_LIMIT", 25)?,
-                window: config::seconds(source, "MASTODON_IP_WINDOW_SECONDS", 300)?,
+                limit: config::count(w.config, "MASTODON_IP_LIMIT", 25)?,
+                window: config::seconds(w.config, "MASTODON_IP_WINDOW_SECONDS", 300)?,
             },
             per_user: ThrottleRule {
                 name: "mastodon-confirmations-user",
-                limit: config::count(source, "MASTODON_USER_LIMIT", 5)?,
-                window: config::seconds(source, "MASTODON_USER_WINDOW_SECONDS", 1800)?,
+                limit: config::count(w.config, "MASTODON_USER_LIMIT", 5)?,
+                window: config::seconds(w.config, "MASTODON_USER_WINDOW_SECONDS", 1800)?,
             },
+            clock: w.clock.clone(),
         })
     }
 
-    pub async fn handle(&self, request: Request) -> Response<Body> {
-        match self.resend(&request).await {
-            Ok(()) => json_response(200, &json!({})),
-            Err(refusal) => refusal.response(),
-        }
-    }
-
     async fn count(&self, rule: ThrottleRule, subject: String, now: UnixTime) -> Result<(), Refusal> {
-        throttle::count_request(&self.sender.store, &[(rule, subject)], now).await.map_err(|err| match err {
+        throttle::count_request(self.counters.as_ref(), &[(rule, subject)], now).await.map_err(|err| match err {
             ThrottleError::Throttled(throttled) => {
                 Refusal::TooManyRequests { limit: throttled.rule.limit, resets_at: throttled.resets_at }
             }
-            ThrottleError::Storage(err) => {
-                log_failure(err.as_ref());
-                Refusal::Internal
-            }
+            ThrottleError::Failed(failure) => Refusal::Internal(failure),
         })
     }
 
@@ -144,8 +154,7 @@ impl ResendConfirmation {
         })
     }
 
-    async fn resend(&self, request: &Request) -> Result<(), Refusal> {
-        let now = UnixTime::now();
+    async fn resend(&self, request: &Request, now: UnixTime) -> Result<(), Refusal> {
         // rack-attack runs first: every request counts for its address, valid tokens for their user.
         let client = source_ip(request).map(client_subject).unwrap_or_else(|| "unknown".to_owned());
         self.count(self.per_ip, client, now).await?;
@@ -155,33 +164,35 @@ impl ResendConfirmation {
             return Err(Refusal::OutsideScopes);
         }
         let client_id = principal.client_id.as_ref().ok_or(Refusal::NotOwnedByApplication)?;
-        let result = match email_param(request) {
-            None => {
-                let requirements = crate::domain::SendRequirements { client: Some(client_id), address: None };
-                self.sender.resend_requiring(&principal.user_id, &requirements, None, now).await
-            }
-            Some(email) => {
-                let email = match EmailAddress::parse(&email) {
-                    Ok(email) => email,
-                    Err(_) if email.trim().is_empty() => return Err(Refusal::ValidationFailed("Email can't be blank")),
-                    Err(_) => return Err(Refusal::ValidationFailed("Email is invalid")),
-                };
-                self.sender.change_address_and_resend(&principal.user_id, client_id, &email, None, now).await
-            }
+        let new_address = match email_param(request) {
+            None => None,
+            Some(email) => match EmailAddress::parse(&email) {
+                Ok(email) => Some(email),
+                Err(_) if email.trim().is_empty() => return Err(Refusal::ValidationFailed("Email can't be blank")),
+                Err(_) => return Err(Refusal::ValidationFailed("Email is invalid")),
+            },
         };
-        result.map(drop).map_err(|err| match err {
-            SendError::UserNotFound | SendError::ClientMismatch => Refusal::NotOwnedByApplication,
-            SendError::AlreadyConfirmed => Refusal::NotAwaitingConfirmation,
-            SendError::AddressTaken => Refusal::ValidationFailed("Email has already been taken"),
-            SendError::CooldownActive { remaining_seconds } => {
+        self.resend.resend(&principal.user_id, client_id, new_address.as_ref(), now).await.map_err(|err| match err {
+            ClientResendError::NotOwnedByClient => Refusal::NotOwnedByApplication,
+            ClientResendError::AlreadyConfirmed => Refusal::NotAwaitingConfirmation,
+            ClientResendError::AddressTaken => Refusal::ValidationFailed("Email has already been taken"),
+            // The cooldown is told as a throttle of one request.
+            ClientResendError::CooldownActive { remaining_seconds } => {
                 Refusal::TooManyRequests { limit: 1, resets_at: now.plus(Duration::from_secs(remaining_seconds)) }
             }
-            SendError::MailDisabled => Refusal::MailDisabled,
-            SendError::AddressMismatch | SendError::Storage(_) | SendError::Delivery(_) => {
-                log_failure(&err);
-                Refusal::Internal
-            }
+            ClientResendError::MailDisabled => Refusal::MailDisabled,
+            ClientResendError::Failed(failure) => Refusal::Internal(failure),
         })
+    }
+}
+
+#[async_trait]
+impl HttpHandler for ResendConfirmation {
+    async fn handle(&self, request: Request) -> Response<Body> {
+        match self.resend(&request, self.clock.now()).await {
+            Ok(()) => json_response(StatusCode::OK, &json!({})),
+            Err(refusal) => refusal.response(),
+        }
     }
 }
 

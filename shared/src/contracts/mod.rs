@@ -12,29 +12,12 @@ use serde::Serialize;
 use crate::domain::{UnixTime, User};
 
 /// A JSON response; serialising our own types cannot fail, and if it ever did the body is empty.
-pub fn json_response(status: u16, body: &impl Serialize) -> Response<Body> {
+pub fn json_response(status: http::StatusCode, body: &impl Serialize) -> Response<Body> {
     let body = serde_json::to_string(body).unwrap_or_default();
     let mut response = Response::new(Body::Text(body));
-    *response.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    *response.status_mut() = status;
     response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
     response
-}
-
-/// Logs a failure of ours with its whole chain of causes; the caller only sees a code.
-pub fn log_failure(err: &dyn std::error::Error) {
-    tracing::error!(error = %error_chain(err), "request failed");
-}
-
-/// `outer: cause: root cause`, so a log line says what failed and why.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut chain = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        chain.push_str(": ");
-        chain.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    chain
 }
 
 /// A query parameter, `None` when absent.
@@ -58,41 +41,7 @@ pub fn source_ip(request: &Request) -> Option<std::net::IpAddr> {
 
 /// A field of an `application/x-www-form-urlencoded` body, decoded; the first if repeated.
 pub fn form_field(body: &[u8], name: &str) -> Option<String> {
-    std::str::from_utf8(body)
-        .ok()?
-        .split('&')
-        .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
-        .find(|(key, _)| form_decode(key) == name)
-        .map(|(_, value)| form_decode(value))
-}
-
-/// `+` is a space and `%XX` a byte, as forms encode them.
-fn form_decode(value: &str) -> String {
-    percent_decode(&value.replace('+', " "))
-}
-
-/// `%XX` escapes decoded to bytes, read as UTF-8; malformed escapes are kept as they are.
-pub fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = (bytes[i] == b'%')
-            .then(|| bytes.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok());
-        match escaped {
-            Some(byte) => {
-                out.push(byte);
-                i += 3;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    form_urlencoded::parse(body).find(|(key, _)| key == name).map(|(_, value)| value.into_owned())
 }
 
 /// A header's value as text.

@@ -3,19 +3,24 @@
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
+use http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 use serde_json::json;
 
 use crate::access_token::{AccessTokenError, AccessTokenVerifier, Principal};
-use crate::aws::AwsClients;
-use crate::config::{ConfigError, Source};
-use crate::contracts::{UserView, error_chain, json_response, query_param, rfc3339};
-use crate::domain::{Locale, UnixTime};
+use crate::config::ConfigError;
+use crate::contracts::{UserView, json_response, query_param, rfc3339};
+use crate::domain::{Locale, UnixTime, User};
 use crate::link_token::LinkTokenError;
+use crate::ports::Clock;
 use crate::usecases::confirm::{ConfirmError, Confirmer};
 use crate::usecases::cooldown_status::{CooldownStatus, CooldownStatusError};
-use crate::usecases::send::{ConfirmationSender, DeliveryError, SendError};
+use crate::usecases::delivery::DeliveryError;
+use crate::usecases::resend::{Resend, ResendError, Sent};
+use crate::usecases::{Failure, MaybeFailure};
+use crate::wiring::{HttpHandler, Wiring};
 
 /// Every answer this contract gives besides success, as Singularity names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,58 +44,92 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Status, code, `error` (Singularity puts its exception's class name there) and message.
-    fn parts(self) -> (u16, &'static str, &'static str, &'static str) {
+    fn parts(self) -> (StatusCode, &'static str, &'static str, &'static str) {
         use ErrorCode::*;
         match self {
             AuthenticationRequired => (
-                401,
+                StatusCode::UNAUTHORIZED,
                 "AUTHENTICATION_REQUIRED",
                 "AuthenticationRequired",
                 "Authentication is required to access this resource.",
             ),
-            AccessTokenInvalid => {
-                (401, "ACCESS_TOKEN_INVALID", "Invalid", "The access token cannot be decoded or verified.")
+            AccessTokenInvalid => (
+                StatusCode::UNAUTHORIZED,
+                "ACCESS_TOKEN_INVALID",
+                "Invalid",
+                "The access token cannot be decoded or verified.",
+            ),
+            AccessTokenExpired => {
+                (StatusCode::UNAUTHORIZED, "ACCESS_TOKEN_EXPIRED", "Expired", "The access token is expired.")
             }
-            AccessTokenExpired => (401, "ACCESS_TOKEN_EXPIRED", "Expired", "The access token is expired."),
-            InvalidRequest => (400, "INVALID_REQUEST", "InvalidRequestFailure", "The request is malformed."),
-            UserNotFound => (404, "USER_NOT_FOUND", "UserNotFoundFailure", "User not found."),
-            EmailAlreadyVerified => {
-                (304, "EMAIL_ALREADY_VERIFIED", "AlreadyVerified", "The user's email is already verified.")
+            InvalidRequest => {
+                (StatusCode::BAD_REQUEST, "INVALID_REQUEST", "InvalidRequestFailure", "The request is malformed.")
             }
+            UserNotFound => (StatusCode::NOT_FOUND, "USER_NOT_FOUND", "UserNotFoundFailure", "User not found."),
+            EmailAlreadyVerified => (
+                StatusCode::NOT_MODIFIED,
+                "EMAIL_ALREADY_VERIFIED",
+                "AlreadyVerified",
+                "The user's email is already verified.",
+            ),
             EmailCooldownActive { .. } => (
-                429,
+                StatusCode::TOO_MANY_REQUESTS,
                 "EMAIL_COOLDOWN_ACTIVE",
                 "EmailCooldownActiveFailure",
                 "Failed to send email because cooldown is active.",
             ),
-            EmailVerificationTokenMissing => {
-                (401, "EMAIL_VERIFICATION_TOKEN_MISSING", "Missing", "The email verification token is missing.")
-            }
-            EmailVerificationTokenInvalid => {
-                (401, "EMAIL_VERIFICATION_TOKEN_INVALID", "Invalid", "The email verification token is invalid.")
-            }
-            EmailVerificationTokenExpired => {
-                (401, "EMAIL_VERIFICATION_TOKEN_EXPIRED", "Expired", "The email verification token is expired.")
-            }
-            DatabaseFailure => (500, "DATABASE_FAILURE", "DatabaseFailure", "A database operation failed."),
-            EmailSendFailure => (500, "EMAIL_SEND_FAILURE", "EmailSendFailure", "The email could not be sent."),
+            EmailVerificationTokenMissing => (
+                StatusCode::UNAUTHORIZED,
+                "EMAIL_VERIFICATION_TOKEN_MISSING",
+                "Missing",
+                "The email verification token is missing.",
+            ),
+            EmailVerificationTokenInvalid => (
+                StatusCode::UNAUTHORIZED,
+                "EMAIL_VERIFICATION_TOKEN_INVALID",
+                "Invalid",
+                "The email verification token is invalid.",
+            ),
+            EmailVerificationTokenExpired => (
+                StatusCode::UNAUTHORIZED,
+                "EMAIL_VERIFICATION_TOKEN_EXPIRED",
+                "Expired",
+                "The email verification token is expired.",
+            ),
+            DatabaseFailure => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "DATABASE_FAILURE",
+                "DatabaseFailure",
+                "A database operation failed.",
+            ),
+            EmailSendFailure => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "EMAIL_SEND_FAILURE",
+                "EmailSendFailure",
+                "The email could not be sent.",
+            ),
             EmailTemplateFailure => (
-                500,
+                StatusCode::INTERNAL_SERVER_ERROR,
                 "EMAIL_TEMPLATE_FAILURE",
                 "EmailTemplateFailure",
                 "The email could not be created from its template.",
             ),
             EmailVerificationTokenCreationFailure => (
-                500,
+                StatusCode::INTERNAL_SERVER_ERROR,
                 "EMAIL_VERIFICATION_TOKEN_CREATION_FAILURE",
                 "EmailVerificationTokenCreationFailure",
                 "The email verification token could not be created.",
             ),
-            EmailDisabled => (503, "EMAIL_DISABLED", "Disabled", "Email is disabled in this application."),
+            EmailDisabled => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "EMAIL_DISABLED",
+                "Disabled",
+                "Email is disabled in this application.",
+            ),
         }
     }
 
-    pub fn status(self) -> u16 {
+    pub fn status(self) -> StatusCode {
         self.parts().0
     }
 
@@ -99,12 +138,10 @@ impl ErrorCode {
     }
 
     /// The error response for a request to `path` (path only, as Singularity reports it).
-    pub fn response(self, path: &str) -> Response<Body> {
+    pub fn response(self, path: &str, now: UnixTime) -> Response<Body> {
         let (status, code, error, message) = self.parts();
-        let mut response = json_response(
-            status,
-            &ErrorBody { timestamp: rfc3339(UnixTime::now()), status, code, error, message, path },
-        );
+        let body = ErrorBody { timestamp: rfc3339(now), status: status.as_u16(), code, error, message, path };
+        let mut response = json_response(status, &body);
         if let ErrorCode::EmailCooldownActive { remaining_seconds } = self {
             response.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from(remaining_seconds));
         }
@@ -132,23 +169,27 @@ impl From<AccessTokenError> for ErrorCode {
     }
 }
 
-impl From<&SendError> for ErrorCode {
-    fn from(err: &SendError) -> Self {
+impl From<&ResendError> for ErrorCode {
+    fn from(err: &ResendError) -> Self {
         match err {
-            SendError::MailDisabled => ErrorCode::EmailDisabled,
-            SendError::UserNotFound => ErrorCode::UserNotFound,
-            SendError::AlreadyConfirmed => ErrorCode::EmailAlreadyVerified,
-            // Singularity sends without these requirements; they cannot occur here.
-            SendError::ClientMismatch | SendError::AddressMismatch | SendError::AddressTaken => {
-                ErrorCode::InvalidRequest
-            }
-            SendError::CooldownActive { remaining_seconds } => {
+            ResendError::MailDisabled => ErrorCode::EmailDisabled,
+            ResendError::UserNotFound => ErrorCode::UserNotFound,
+            ResendError::AlreadyConfirmed => ErrorCode::EmailAlreadyVerified,
+            ResendError::CooldownActive { remaining_seconds } => {
                 ErrorCode::EmailCooldownActive { remaining_seconds: *remaining_seconds }
             }
-            SendError::Storage(_) => ErrorCode::DatabaseFailure,
-            SendError::Delivery(DeliveryError::TokenCreation(_)) => ErrorCode::EmailVerificationTokenCreationFailure,
-            SendError::Delivery(DeliveryError::Template(_)) => ErrorCode::EmailTemplateFailure,
-            SendError::Delivery(DeliveryError::MailSend(_)) => ErrorCode::EmailSendFailure,
+            ResendError::Failed(failure) => failure.into(),
+        }
+    }
+}
+
+impl From<&Failure> for ErrorCode {
+    fn from(failure: &Failure) -> Self {
+        match failure {
+            Failure::Storage(_) => ErrorCode::DatabaseFailure,
+            Failure::Delivery(DeliveryError::TokenCreation(_)) => ErrorCode::EmailVerificationTokenCreationFailure,
+            Failure::Delivery(DeliveryError::Template(_)) => ErrorCode::EmailTemplateFailure,
+            Failure::Delivery(DeliveryError::MailSend(_)) => ErrorCode::EmailSendFailure,
         }
     }
 }
@@ -164,7 +205,7 @@ impl From<&ConfirmError> for ErrorCode {
             ConfirmError::AlreadyConfirmed => ErrorCode::EmailAlreadyVerified,
             // Singularity has no word for it; the link no longer proves anything.
             ConfirmError::AddressChanged => ErrorCode::EmailVerificationTokenInvalid,
-            ConfirmError::Storage(_) => ErrorCode::DatabaseFailure,
+            ConfirmError::Failed(failure) => failure.into(),
         }
     }
 }
@@ -174,16 +215,58 @@ impl From<&CooldownStatusError> for ErrorCode {
         match err {
             CooldownStatusError::MailDisabled => ErrorCode::EmailDisabled,
             CooldownStatusError::UserNotFound => ErrorCode::UserNotFound,
-            CooldownStatusError::Storage(_) => ErrorCode::DatabaseFailure,
+            CooldownStatusError::Failed(failure) => failure.into(),
         }
     }
 }
 
-/// Logs an internal failure with its whole chain; the caller only sees the code.
-fn log_failure(code: ErrorCode, err: &dyn std::error::Error) {
-    if code.status() >= 500 {
-        tracing::error!(code = code.code(), error = %error_chain(err), "request failed");
+/// Every way a request of this contract ends without success.
+#[derive(Debug)]
+pub enum Rejection {
+    /// Refused before any use case ran: the access token or a parameter.
+    Request(ErrorCode),
+    Resend(ResendError),
+    Confirm(ConfirmError),
+    CooldownStatus(CooldownStatusError),
+}
+
+impl From<ErrorCode> for Rejection {
+    fn from(code: ErrorCode) -> Self {
+        Rejection::Request(code)
     }
+}
+
+impl From<ResendError> for Rejection {
+    fn from(err: ResendError) -> Self {
+        Rejection::Resend(err)
+    }
+}
+
+impl From<ConfirmError> for Rejection {
+    fn from(err: ConfirmError) -> Self {
+        Rejection::Confirm(err)
+    }
+}
+
+impl From<CooldownStatusError> for Rejection {
+    fn from(err: CooldownStatusError) -> Self {
+        Rejection::CooldownStatus(err)
+    }
+}
+
+/// The one place this contract turns a rejection into its response; a failure of ours is
+/// reported here and nowhere else.
+pub fn respond(rejection: &Rejection, path: &str, now: UnixTime) -> Response<Body> {
+    let (code, failure) = match rejection {
+        Rejection::Request(code) => (*code, None),
+        Rejection::Resend(err) => (ErrorCode::from(err), err.failure()),
+        Rejection::Confirm(err) => (ErrorCode::from(err), err.failure()),
+        Rejection::CooldownStatus(err) => (ErrorCode::from(err), err.failure()),
+    };
+    if let Some(failure) = failure {
+        failure.report();
+    }
+    code.response(path, now)
 }
 
 /// The optional `locale` query parameter; blank means none.
@@ -200,95 +283,97 @@ fn authenticate(verifier: &AccessTokenVerifier, request: &Request) -> Result<Pri
 
 /// `POST /api/auth/email/verification/send?locale=xx`.
 pub struct SendVerification {
-    pub access: AccessTokenVerifier,
-    pub sender: ConfirmationSender,
+    access: AccessTokenVerifier,
+    resend: Resend,
+    clock: Arc<dyn Clock>,
 }
 
 impl SendVerification {
-    pub fn from_config(source: &dyn Source, aws: Arc<AwsClients>) -> Result<Self, ConfigError> {
+    pub fn from_config(w: &Wiring<'_>) -> Result<Self, ConfigError> {
         Ok(Self {
-            access: AccessTokenVerifier::from_config(source)?,
-            sender: ConfirmationSender::from_config(source, aws)?,
+            access: AccessTokenVerifier::from_config(w.config)?,
+            resend: Resend::from_config(w)?,
+            clock: w.clock.clone(),
         })
     }
 
-    pub async fn handle(&self, request: Request) -> Response<Body> {
-        let path = request.uri().path().to_owned();
-        let result = async {
-            let principal = authenticate(&self.access, &request)?;
-            let locale = requested_locale(&request)?;
-            self.sender.resend(&principal.user_id, locale.as_ref(), UnixTime::now()).await.map_err(|err| {
-                let code = ErrorCode::from(&err);
-                log_failure(code, &err);
-                code
-            })
-        }
-        .await;
-        match result {
-            Ok(sent) => json_response(200, &json!({ "cooldown": sent.cooldown_seconds })),
-            Err(code) => code.response(&path),
+    async fn send(&self, request: &Request, now: UnixTime) -> Result<Sent, Rejection> {
+        let principal = authenticate(&self.access, request)?;
+        let locale = requested_locale(request)?;
+        Ok(self.resend.resend(&principal.user_id, locale.as_ref(), now).await?)
+    }
+}
+
+#[async_trait]
+impl HttpHandler for SendVerification {
+    async fn handle(&self, request: Request) -> Response<Body> {
+        let now = self.clock.now();
+        match self.send(&request, now).await {
+            Ok(sent) => json_response(StatusCode::OK, &json!({ "cooldown": sent.cooldown_seconds })),
+            Err(rejection) => respond(&rejection, request.uri().path(), now),
         }
     }
 }
 
 /// `GET /api/auth/email/verification/cooldown`.
 pub struct VerificationCooldown {
-    pub access: AccessTokenVerifier,
-    pub status: CooldownStatus,
+    access: AccessTokenVerifier,
+    status: CooldownStatus,
+    clock: Arc<dyn Clock>,
 }
 
 impl VerificationCooldown {
-    pub fn from_config(source: &dyn Source, aws: Arc<AwsClients>) -> Result<Self, ConfigError> {
+    pub fn from_config(w: &Wiring<'_>) -> Result<Self, ConfigError> {
         Ok(Self {
-            access: AccessTokenVerifier::from_config(source)?,
-            status: CooldownStatus::from_config(source, aws)?,
+            access: AccessTokenVerifier::from_config(w.config)?,
+            status: CooldownStatus::from_config(w)?,
+            clock: w.clock.clone(),
         })
     }
 
-    pub async fn handle(&self, request: Request) -> Response<Body> {
-        let path = request.uri().path().to_owned();
-        let result = async {
-            let principal = authenticate(&self.access, &request)?;
-            self.status.remaining(&principal.user_id, UnixTime::now()).await.map_err(|err| {
-                let code = ErrorCode::from(&err);
-                log_failure(code, &err);
-                code
-            })
-        }
-        .await;
-        match result {
-            Ok(remaining) => json_response(200, &json!({ "remaining": remaining })),
-            Err(code) => code.response(&path),
+    async fn remaining(&self, request: &Request, now: UnixTime) -> Result<u64, Rejection> {
+        let principal = authenticate(&self.access, request)?;
+        Ok(self.status.remaining(&principal.user_id, now).await?)
+    }
+}
+
+#[async_trait]
+impl HttpHandler for VerificationCooldown {
+    async fn handle(&self, request: Request) -> Response<Body> {
+        let now = self.clock.now();
+        match self.remaining(&request, now).await {
+            Ok(remaining) => json_response(StatusCode::OK, &json!({ "remaining": remaining })),
+            Err(rejection) => respond(&rejection, request.uri().path(), now),
         }
     }
 }
 
 /// `POST /api/auth/email/verification?token=…&locale=xx`.
 pub struct VerifyEmail {
-    pub confirmer: Confirmer,
+    confirmer: Confirmer,
+    clock: Arc<dyn Clock>,
 }
 
 impl VerifyEmail {
-    pub fn from_config(source: &dyn Source, aws: Arc<AwsClients>) -> Result<Self, ConfigError> {
-        Ok(Self { confirmer: Confirmer::from_config(source, aws)? })
+    pub fn from_config(w: &Wiring<'_>) -> Result<Self, ConfigError> {
+        Ok(Self { confirmer: Confirmer::from_config(w)?, clock: w.clock.clone() })
     }
 
-    pub async fn handle(&self, request: Request) -> Response<Body> {
-        let path = request.uri().path().to_owned();
-        let result = async {
-            // Validated for the contract's sake; the verification itself has no language.
-            requested_locale(&request)?;
-            let token = query_param(&request, "token");
-            self.confirmer.confirm(token.as_deref(), UnixTime::now()).await.map_err(|err| {
-                let code = ErrorCode::from(&err);
-                log_failure(code, &err);
-                code
-            })
-        }
-        .await;
-        match result {
-            Ok(user) => json_response(200, &UserView::from(&user)),
-            Err(code) => code.response(&path),
+    async fn verify(&self, request: &Request, now: UnixTime) -> Result<User, Rejection> {
+        // Validated for the contract's sake; the verification itself has no language.
+        requested_locale(request)?;
+        let token = query_param(request, "token");
+        Ok(self.confirmer.confirm(token.as_deref(), now).await?)
+    }
+}
+
+#[async_trait]
+impl HttpHandler for VerifyEmail {
+    async fn handle(&self, request: Request) -> Response<Body> {
+        let now = self.clock.now();
+        match self.verify(&request, now).await {
+            Ok(user) => json_response(StatusCode::OK, &UserView::from(&user)),
+            Err(rejection) => respond(&rejection, request.uri().path(), now),
         }
     }
 }
@@ -313,21 +398,25 @@ mod tests {
         ));
         let cases = [
             (
-                SendError::Delivery(DeliveryError::TokenCreation(token_failure)),
+                Failure::Delivery(DeliveryError::TokenCreation(token_failure)),
                 "EMAIL_VERIFICATION_TOKEN_CREATION_FAILURE",
             ),
             (
-                SendError::Delivery(DeliveryError::Template(TemplateError::from(anyhow::anyhow!("x")))),
+                Failure::Delivery(DeliveryError::Template(TemplateError::from(anyhow::anyhow!("x")))),
                 "EMAIL_TEMPLATE_FAILURE",
             ),
             (
-                SendError::Delivery(DeliveryError::MailSend(MailSendError::from(anyhow::anyhow!("x")))),
+                Failure::Delivery(DeliveryError::MailSend(MailSendError::from(anyhow::anyhow!("x")))),
                 "EMAIL_SEND_FAILURE",
             ),
-            (SendError::Storage(anyhow::anyhow!("x")), "DATABASE_FAILURE"),
+            (Failure::Storage(anyhow::anyhow!("x")), "DATABASE_FAILURE"),
         ];
         for (error, code) in cases {
-            let response = ErrorCode::from(&error).response("/api/auth/email/verification/send");
+            let response = respond(
+                &Rejection::Resend(ResendError::Failed(error)),
+                "/api/auth/email/verification/send",
+                UnixTime(0),
+            );
             assert_eq!(response.status(), 500);
             let body = body_of(&response);
             assert_eq!(body["code"], code);
@@ -337,7 +426,7 @@ mod tests {
 
     #[test]
     fn a_cooldown_refusal_says_when_to_retry() {
-        let response = ErrorCode::EmailCooldownActive { remaining_seconds: 42 }.response("/p");
+        let response = ErrorCode::EmailCooldownActive { remaining_seconds: 42 }.response("/p", UnixTime(0));
         assert_eq!(response.status(), 429);
         assert_eq!(response.headers()[http::header::RETRY_AFTER], "42");
         assert_eq!(body_of(&response)["code"], "EMAIL_COOLDOWN_ACTIVE");

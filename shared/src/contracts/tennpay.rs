@@ -4,16 +4,20 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use async_trait::async_trait;
+use http::StatusCode;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::access_token::{AccessTokenError, AccessTokenVerifier, bearer_token};
-use crate::aws::AwsClients;
-use crate::config::{self, ConfigError, Source};
+use crate::config::{self, ConfigError};
 use crate::contracts::header;
-use crate::domain::{EmailAddress, SendRequirements, UnixTime, UserId};
-use crate::usecases::send::{ConfirmationSender, SendError};
+use crate::domain::{EmailAddress, UserId};
+use crate::ports::Clock;
+use crate::usecases::MaybeFailure;
+use crate::usecases::resend_to_address::{AddressedResend, AddressedResendError};
+use crate::wiring::{HttpHandler, Wiring};
 
 /// A request that passed validation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,13 +103,101 @@ pub fn trace_id_of(request: &Request) -> String {
     format!("00-{trace}-{}-00", hex(&digest[16..24]))
 }
 
-fn problem(status: u16, title: &str, type_uri: &str, trace_id: &str, extra: Value) -> Response<Body> {
-    let mut body = json!({ "type": type_uri, "title": title, "status": status, "traceId": trace_id });
+/// Every answer of this contract: 204 whenever the request was valid, problem details else.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The mail went out.
+    Sent,
+    Unauthenticated(AccessTokenError),
+    UnsupportedMediaType,
+    Invalid(FieldErrors),
+    /// A user's token asked for another user.
+    Forbidden,
+    /// A valid request that the use case answered; the contract's 204 for most of them.
+    Resend(AddressedResendError),
+}
+
+/// The one place this contract turns an outcome into its response; a failure of ours is
+/// reported here and nowhere else. The log says which 204 it was.
+pub fn respond(outcome: &Outcome, trace_id: &str) -> Response<Body> {
+    match outcome {
+        Outcome::Sent => {
+            tracing::info!("resend accepted");
+            no_content(None)
+        }
+        Outcome::Unauthenticated(err) => {
+            tracing::info!(reason = %err, "unauthenticated");
+            unauthorized(*err)
+        }
+        Outcome::UnsupportedMediaType => problem(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Unsupported Media Type",
+            "https://tools.ietf.org/html/rfc7231#section-6.5.13",
+            trace_id,
+            json!({}),
+        ),
+        Outcome::Invalid(errors) => {
+            tracing::info!(fields = ?errors.keys().collect::<Vec<_>>(), "invalid request");
+            problem(
+                StatusCode::BAD_REQUEST,
+                "One or more validation errors occurred.",
+                "https://tools.ietf.org/html/rfc7231#section-6.5.1",
+                trace_id,
+                json!({ "errors": errors }),
+            )
+        }
+        Outcome::Forbidden => {
+            tracing::info!("a user token asked for another user");
+            problem(
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                "https://tools.ietf.org/html/rfc7231#section-6.5.3",
+                trace_id,
+                json!({ "detail": "This token may only request confirmation mail for its own user." }),
+            )
+        }
+        // The contract answers 204 whenever no mail was needed or allowed.
+        Outcome::Resend(AddressedResendError::AlreadyConfirmed) => {
+            tracing::info!("already verified; nothing sent");
+            no_content(None)
+        }
+        Outcome::Resend(AddressedResendError::UserNotFound | AddressedResendError::AddressMismatch) => {
+            tracing::info!("not a pending address of this user; nothing sent");
+            no_content(None)
+        }
+        Outcome::Resend(AddressedResendError::CooldownActive { remaining_seconds }) => {
+            tracing::info!("cooldown active; nothing sent");
+            no_content(Some(*remaining_seconds))
+        }
+        Outcome::Resend(AddressedResendError::MailDisabled) => problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Service Unavailable",
+            "https://tools.ietf.org/html/rfc7231#section-6.6.4",
+            trace_id,
+            json!({ "detail": "E-mail is disabled." }),
+        ),
+        Outcome::Resend(err @ AddressedResendError::Failed(_)) => {
+            if let Some(failure) = err.failure() {
+                failure.report();
+            }
+            problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "An error occurred while processing your request.",
+                "https://tools.ietf.org/html/rfc7231#section-6.6.1",
+                trace_id,
+                json!({ "detail": "A transient failure; nothing was sent and nothing was lost. Retry." }),
+            )
+        }
+    }
+}
+
+fn problem(status: StatusCode, title: &str, type_uri: &str, trace_id: &str, extra: Value) -> Response<Body> {
+    let mut body = json!({ "type": type_uri, "title": title, "status": status.as_u16(), "traceId": trace_id });
     if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
         body.extend(extra);
     }
     let mut response = Response::new(Body::Text(body.to_string()));
-    *response.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    *response.status_mut() = status;
     response
         .headers_mut()
         .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/problem+json"));
@@ -135,118 +227,61 @@ fn unauthorized(err: AccessTokenError) -> Response<Body> {
 }
 
 pub struct SendConfirmation {
-    pub access: AccessTokenVerifier,
-    pub sender: ConfirmationSender,
+    access: AccessTokenVerifier,
+    resend: AddressedResend,
     /// `TENNPAY_SERVICE_SCOPE`: a scope that may act for any user.
-    pub service_scope: String,
+    service_scope: String,
+    clock: Arc<dyn Clock>,
 }
 
 impl SendConfirmation {
-    pub fn from_config(source: &dyn Source, aws: Arc<AwsClients>) -> Result<Self, ConfigError> {
+    pub fn from_config(w: &Wiring<'_>) -> Result<Self, ConfigError> {
         Ok(Self {
-            access: AccessTokenVerifier::from_config(source)?,
-            sender: ConfirmationSender::from_config(source, aws)?,
-            service_scope: config::optional(source, "TENNPAY_SERVICE_SCOPE")
+            access: AccessTokenVerifier::from_config(w.config)?,
+            resend: AddressedResend::from_config(w)?,
+            service_scope: config::optional(w.config, "TENNPAY_SERVICE_SCOPE")
                 .unwrap_or_else(|| "mailconfirm:send-confirmation".to_owned()),
+            clock: w.clock.clone(),
         })
     }
 
-    pub async fn handle(&self, request: Request) -> Response<Body> {
-        let trace_id = trace_id_of(&request);
-        let span = tracing::info_span!("10npay send-confirmation", trace_id = %trace_id);
-        tracing::Instrument::instrument(self.send(&request, &trace_id), span).await
-    }
-
-    async fn send(&self, request: &Request, trace_id: &str) -> Response<Body> {
+    async fn send(&self, request: &Request) -> Outcome {
         // Only the Bearer header counts here: the document names no cookie.
         let principal = match bearer_token(request.headers())
             .ok_or(AccessTokenError::Missing)
             .and_then(|t| self.access.verify(t))
         {
             Ok(principal) => principal,
-            Err(err) => {
-                tracing::info!(reason = %err, "unauthenticated");
-                return unauthorized(err);
-            }
+            Err(err) => return Outcome::Unauthenticated(err),
         };
         if header(request, "content-type").is_some_and(|ct| !ct.to_ascii_lowercase().contains("json")) {
-            return problem(
-                415,
-                "Unsupported Media Type",
-                "https://tools.ietf.org/html/rfc7231#section-6.5.13",
-                trace_id,
-                json!({}),
-            );
+            return Outcome::UnsupportedMediaType;
         }
-        let body = match request.body() {
-            Body::Text(text) => text.as_bytes(),
-            Body::Binary(bytes) => bytes.as_slice(),
-            _ => &[],
-        };
-        let parsed = match SendConfirmationRequest::parse(body) {
+        let parsed = match SendConfirmationRequest::parse(request.body().as_ref()) {
             Ok(parsed) => parsed,
-            Err(errors) => {
-                tracing::info!(fields = ?errors.keys().collect::<Vec<_>>(), "invalid request");
-                return problem(
-                    400,
-                    "One or more validation errors occurred.",
-                    "https://tools.ietf.org/html/rfc7231#section-6.5.1",
-                    trace_id,
-                    json!({ "errors": errors }),
-                );
-            }
+            Err(errors) => return Outcome::Invalid(errors),
         };
         // A positive integer is always a valid user id.
         let Ok(user_id) = UserId::parse(&parsed.id.to_string()) else {
-            return no_content(None);
+            return Outcome::Resend(AddressedResendError::UserNotFound);
         };
         if principal.user_id != user_id && !principal.scopes.contains(&self.service_scope) {
-            tracing::info!("a user token asked for another user");
-            return problem(
-                403,
-                "Forbidden",
-                "https://tools.ietf.org/html/rfc7231#section-6.5.3",
-                trace_id,
-                json!({ "detail": "This token may only request confirmation mail for its own user." }),
-            );
+            return Outcome::Forbidden;
         }
-        let requirements = SendRequirements { client: None, address: Some(&parsed.email) };
-        match self.sender.resend_requiring(&user_id, &requirements, None, UnixTime::now()).await {
-            Ok(_) => {
-                tracing::info!("resend accepted");
-                no_content(None)
-            }
-            // The contract answers 204 whenever no mail was needed or allowed; the log says which.
-            Err(SendError::AlreadyConfirmed) => {
-                tracing::info!("already verified; nothing sent");
-                no_content(None)
-            }
-            Err(SendError::UserNotFound | SendError::AddressMismatch) => {
-                tracing::info!("not a pending address of this user; nothing sent");
-                no_content(None)
-            }
-            Err(SendError::CooldownActive { remaining_seconds }) => {
-                tracing::info!("cooldown active; nothing sent");
-                no_content(Some(remaining_seconds))
-            }
-            Err(SendError::MailDisabled) => problem(
-                503,
-                "Service Unavailable",
-                "https://tools.ietf.org/html/rfc7231#section-6.6.4",
-                trace_id,
-                json!({ "detail": "E-mail is disabled." }),
-            ),
-            Err(err) => {
-                tracing::error!(error = ?err, "resend failed");
-                problem(
-                    500,
-                    "An error occurred while processing your request.",
-                    "https://tools.ietf.org/html/rfc7231#section-6.6.1",
-                    trace_id,
-                    json!({ "detail": "A transient failure; nothing was sent and nothing was lost. Retry." }),
-                )
-            }
+        match self.resend.resend(&user_id, &parsed.email, self.clock.now()).await {
+            Ok(()) => Outcome::Sent,
+            Err(err) => Outcome::Resend(err),
         }
+    }
+}
+
+#[async_trait]
+impl HttpHandler for SendConfirmation {
+    async fn handle(&self, request: Request) -> Response<Body> {
+        let trace_id = trace_id_of(&request);
+        let span = tracing::info_span!("10npay send-confirmation", trace_id = %trace_id);
+        let outcome = tracing::Instrument::instrument(self.send(&request), span.clone()).await;
+        span.in_scope(|| respond(&outcome, &trace_id))
     }
 }
 

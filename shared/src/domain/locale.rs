@@ -44,6 +44,28 @@ impl Locale {
     }
 }
 
+impl Locale {
+    /// The languages of an `Accept-Language` header, most preferred first (by `q`, then by
+    /// order); `*`, malformed entries and `q=0` are left out.
+    pub fn accepted(header: &str) -> Vec<Locale> {
+        let mut weighted: Vec<(u16, usize, Locale)> = header
+            .split(',')
+            .enumerate()
+            .filter_map(|(position, entry)| {
+                let mut parts = entry.split(';').map(str::trim);
+                let tag = parts.next().filter(|tag| *tag != "*")?;
+                let quality = parts
+                    .find_map(|param| param.strip_prefix("q=").or_else(|| param.strip_prefix("Q=")))
+                    .map_or(Some(1000), |q| q.parse::<f32>().ok().map(|q| (q.clamp(0.0, 1.0) * 1000.0) as u16))?;
+                let locale = Locale::parse(tag).ok()?;
+                (quality > 0).then_some((quality, position, locale))
+            })
+            .collect();
+        weighted.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        weighted.into_iter().map(|(_, _, locale)| locale).collect()
+    }
+}
+
 impl fmt::Debug for Locale {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Locale({})", self.0)
@@ -114,6 +136,15 @@ mod tests {
     #[test]
     fn later_preferences_are_tried_when_earlier_ones_are_not_shipped() {
         assert_eq!(SHIPPED.choose([&locale("ja"), &locale("de-AT")]), "de");
+    }
+
+    #[test]
+    fn accept_language_is_read_in_order_of_preference() {
+        let tags = |header: &str| Locale::accepted(header).iter().map(|l| l.as_str().to_owned()).collect::<Vec<_>>();
+        assert_eq!(tags("de;q=0.5, fr-CA, en;q=0.8, *;q=0.1"), ["fr-CA", "en", "de"]);
+        assert_eq!(tags("it;q=0, es"), ["es"]);
+        assert_eq!(tags("garbage!!, ;q=1, pt-BR;q=abc"), Vec::<String>::new());
+        assert_eq!(tags(""), Vec::<String>::new());
     }
 
     #[test]

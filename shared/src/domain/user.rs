@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde::Deserialize;
 
-use super::{AddressTag, CooldownPolicy, EmailAddress, InvalidEmailAddress, Locale, UnixTime};
+use super::{AddressTag, EmailAddress, InvalidEmailAddress, Locale, UnixTime};
 
 /// The sign-up service's id for a user: any non-blank text of at most 128 characters
 /// without control characters, kept as given.
@@ -136,25 +136,30 @@ pub enum SendRefusal {
 }
 
 impl SendRefusal {
-    /// Checked in the order the contracts report them: ownership, then state, then cooldown.
-    pub fn explain(
-        user: Option<&User>,
-        requirements: &SendRequirements,
-        policy: &CooldownPolicy,
-        now: UnixTime,
-    ) -> Self {
-        let Some(user) = user else { return SendRefusal::UserNotFound };
+    /// The rule "may we send?": `Ok` when `user` may be mailed now. Checked in the order the
+    /// contracts report refusals: ownership, then state, then the cooldown. The store's
+    /// conditional write encodes the same rule; a test holds the two to each other.
+    pub fn decide(user: Option<&User>, requirements: &SendRequirements, now: UnixTime) -> Result<(), Self> {
+        let Some(user) = user else { return Err(SendRefusal::UserNotFound) };
         if requirements.client.is_some() && user.client_id.as_ref() != requirements.client {
-            return SendRefusal::ClientMismatch;
+            return Err(SendRefusal::ClientMismatch);
         }
         if user.status == UserStatus::Enabled {
-            return SendRefusal::AlreadyConfirmed;
+            return Err(SendRefusal::AlreadyConfirmed);
         }
         if requirements.address.is_some_and(|address| address.normalized() != user.email.normalized()) {
-            return SendRefusal::AddressMismatch;
+            return Err(SendRefusal::AddressMismatch);
         }
+        match user.cooldown_until.map_or(0, |until| now.seconds_until(until)) {
+            0 => Ok(()),
+            remaining_seconds => Err(SendRefusal::CooldownActive { remaining_seconds }),
+        }
+    }
+
+    /// Why a conditional send was refused, from the user the condition saw.
+    pub fn explain(user: Option<&User>, requirements: &SendRequirements, now: UnixTime) -> Self {
         // At least one second: the write saw a live cooldown even if the clock moved on since.
-        SendRefusal::CooldownActive { remaining_seconds: policy.remaining(user.cooldown_until, now).max(1) }
+        Self::decide(user, requirements, now).err().unwrap_or(SendRefusal::CooldownActive { remaining_seconds: 1 })
     }
 }
 
@@ -235,8 +240,6 @@ impl TryFrom<SignUpEvent> for SignUp {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     fn user(status: UserStatus, cooldown_until: Option<i64>) -> User {
@@ -252,18 +255,16 @@ mod tests {
         }
     }
 
-    const MINUTE: CooldownPolicy = CooldownPolicy { period: Duration::from_secs(60) };
-
     #[test]
     fn a_refused_send_is_explained_by_the_item_it_saw() {
         let now = UnixTime(1_000);
         let none = SendRequirements::default();
-        assert_eq!(SendRefusal::explain(None, &none, &MINUTE, now), SendRefusal::UserNotFound);
+        assert_eq!(SendRefusal::explain(None, &none, now), SendRefusal::UserNotFound);
         let confirmed = user(UserStatus::Enabled, None);
-        assert_eq!(SendRefusal::explain(Some(&confirmed), &none, &MINUTE, now), SendRefusal::AlreadyConfirmed);
+        assert_eq!(SendRefusal::explain(Some(&confirmed), &none, now), SendRefusal::AlreadyConfirmed);
         let cooling = user(UserStatus::EmailConfirmationPending, Some(1_045));
         assert_eq!(
-            SendRefusal::explain(Some(&cooling), &none, &MINUTE, now),
+            SendRefusal::explain(Some(&cooling), &none, now),
             SendRefusal::CooldownActive { remaining_seconds: 45 }
         );
     }
@@ -276,18 +277,18 @@ mod tests {
         let mut confirmed = user(UserStatus::Enabled, None);
         confirmed.client_id = Some(web.clone());
         let other_client = SendRequirements { client: Some(&app), address: None };
-        assert_eq!(SendRefusal::explain(Some(&confirmed), &other_client, &MINUTE, now), SendRefusal::ClientMismatch);
+        assert_eq!(SendRefusal::explain(Some(&confirmed), &other_client, now), SendRefusal::ClientMismatch);
         let same_client = SendRequirements { client: Some(&web), address: None };
-        assert_eq!(SendRefusal::explain(Some(&confirmed), &same_client, &MINUTE, now), SendRefusal::AlreadyConfirmed);
+        assert_eq!(SendRefusal::explain(Some(&confirmed), &same_client, now), SendRefusal::AlreadyConfirmed);
 
         let cooling = user(UserStatus::EmailConfirmationPending, Some(1_045));
         let elsewhere = EmailAddress::parse("someone-else@example.org").unwrap();
         let wrong_address = SendRequirements { client: None, address: Some(&elsewhere) };
-        assert_eq!(SendRefusal::explain(Some(&cooling), &wrong_address, &MINUTE, now), SendRefusal::AddressMismatch);
+        assert_eq!(SendRefusal::explain(Some(&cooling), &wrong_address, now), SendRefusal::AddressMismatch);
         let own = EmailAddress::parse("ADA@example.org").unwrap();
         let right_address = SendRequirements { client: None, address: Some(&own) };
         assert_eq!(
-            SendRefusal::explain(Some(&cooling), &right_address, &MINUTE, now),
+            SendRefusal::explain(Some(&cooling), &right_address, now),
             SendRefusal::CooldownActive { remaining_seconds: 45 }
         );
     }

@@ -2,18 +2,25 @@
 
 use std::sync::Arc;
 
-use crate::aws::AwsClients;
-use crate::config::{self, ConfigError, Source};
-use crate::domain::UnixTime;
-use crate::domain::User;
+use crate::config::{self, ConfigError};
+use crate::wiring::Wiring;
+
 use crate::domain::user::ConfirmRefusal;
+use crate::domain::{UnixTime, User};
 use crate::link_token::{AuthenticLink, LinkTokenError, LinkVerifier};
-use crate::store::UserStore;
+use crate::ports::Confirmations;
+use crate::usecases::Failure;
+
+impl Confirmer {
+    pub fn from_config(w: &Wiring<'_>) -> Result<Self, ConfigError> {
+        Ok(Self::new(w.store()?, LinkVerifier::from_config(w.config)?, config::email_enabled(w.config)?))
+    }
+}
 
 pub struct Confirmer {
-    pub store: UserStore,
-    pub links: LinkVerifier,
-    pub mail_enabled: bool,
+    confirmations: Arc<dyn Confirmations>,
+    links: LinkVerifier,
+    mail_enabled: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -28,17 +35,22 @@ pub enum ConfirmError {
     AlreadyConfirmed,
     #[error("the link was sent to an address the user no longer has")]
     AddressChanged,
-    #[error("the user store failed")]
-    Storage(#[source] anyhow::Error),
+    #[error(transparent)]
+    Failed(#[from] Failure),
 }
 
 impl Confirmer {
-    pub fn from_config(source: &dyn Source, aws: Arc<AwsClients>) -> Result<Self, ConfigError> {
-        Ok(Self {
-            store: UserStore::new(aws, config::table_name(source)?),
-            links: LinkVerifier::from_config(source)?,
-            mail_enabled: config::email_enabled(source)?,
-        })
+    pub fn new(confirmations: Arc<dyn Confirmations>, links: LinkVerifier, mail_enabled: bool) -> Self {
+        Self { confirmations, links, mail_enabled }
+    }
+
+    pub fn mail_enabled(&self) -> bool {
+        self.mail_enabled
+    }
+
+    /// Checks a link's token: who it is for, and whether it is still valid at `now`.
+    pub fn authenticate(&self, token: &str, now: UnixTime) -> Result<AuthenticLink, LinkTokenError> {
+        self.links.authenticate(token, now)
     }
 
     #[tracing::instrument(name = "confirm address", skip_all)]
@@ -61,7 +73,7 @@ impl Confirmer {
             AuthenticLink { expired: true, .. } => return Err(LinkTokenError::Expired.into()),
             AuthenticLink { link, .. } => link,
         };
-        let outcome = self.store.confirm(&link.user_id, &link.address, now).await.map_err(ConfirmError::Storage)?;
+        let outcome = self.confirmations.confirm(&link.user_id, &link.address, now).await.map_err(Failure::Storage)?;
         outcome.map_err(|seen| match ConfirmRefusal::explain(seen.as_ref(), &link.address) {
             ConfirmRefusal::UserNotFound => ConfirmError::UserNotFound,
             ConfirmRefusal::AlreadyConfirmed => ConfirmError::AlreadyConfirmed,

@@ -2,15 +2,23 @@
 
 use std::sync::Arc;
 
-use crate::aws::AwsClients;
-use crate::config::{self, ConfigError, Source};
+use crate::config::{self, ConfigError};
+use crate::wiring::Wiring;
+
 use crate::domain::{CooldownPolicy, UnixTime, UserId};
-use crate::store::UserStore;
+use crate::ports::UserReader;
+use crate::usecases::Failure;
+
+impl CooldownStatus {
+    pub fn from_config(w: &Wiring<'_>) -> Result<Self, ConfigError> {
+        Ok(Self::new(w.store()?, config::cooldown(w.config)?, config::email_enabled(w.config)?))
+    }
+}
 
 pub struct CooldownStatus {
-    pub store: UserStore,
-    pub cooldown: CooldownPolicy,
-    pub mail_enabled: bool,
+    users: Arc<dyn UserReader>,
+    cooldown: CooldownPolicy,
+    mail_enabled: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -19,17 +27,13 @@ pub enum CooldownStatusError {
     MailDisabled,
     #[error("no such user")]
     UserNotFound,
-    #[error("the user store failed")]
-    Storage(#[source] anyhow::Error),
+    #[error(transparent)]
+    Failed(#[from] Failure),
 }
 
 impl CooldownStatus {
-    pub fn from_config(source: &dyn Source, aws: Arc<AwsClients>) -> Result<Self, ConfigError> {
-        Ok(Self {
-            store: UserStore::new(aws, config::table_name(source)?),
-            cooldown: config::cooldown(source)?,
-            mail_enabled: config::email_enabled(source)?,
-        })
+    pub fn new(users: Arc<dyn UserReader>, cooldown: CooldownPolicy, mail_enabled: bool) -> Self {
+        Self { users, cooldown, mail_enabled }
     }
 
     /// Seconds until the next send is allowed; 0 when it is allowed now.
@@ -37,12 +41,8 @@ impl CooldownStatus {
         if !self.mail_enabled {
             return Err(CooldownStatusError::MailDisabled);
         }
-        let user = self
-            .store
-            .get_user(user_id)
-            .await
-            .map_err(CooldownStatusError::Storage)?
-            .ok_or(CooldownStatusError::UserNotFound)?;
+        let user =
+            self.users.get_user(user_id).await.map_err(Failure::Storage)?.ok_or(CooldownStatusError::UserNotFound)?;
         Ok(self.cooldown.remaining(user.cooldown_until, now))
     }
 }

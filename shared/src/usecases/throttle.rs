@@ -3,7 +3,8 @@
 
 use crate::config::{self, ConfigError, Source};
 use crate::domain::{ThrottleDecision, ThrottleRule, UnixTime};
-use crate::store::UserStore;
+use crate::ports::RequestCounters;
+use crate::usecases::Failure;
 
 /// A request over one of its limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,8 +23,8 @@ impl Throttled {
 pub enum ThrottleError {
     #[error("the request is over a limit")]
     Throttled(Throttled),
-    #[error("the user store failed")]
-    Storage(#[source] anyhow::Error),
+    #[error(transparent)]
+    Failed(#[from] Failure),
 }
 
 /// The throttles of every unauthenticated way to ask for a mail (Backendless's resend, the
@@ -60,12 +61,12 @@ impl ResendThrottles {
 
 /// Counts the request against each rule in turn; the first limit exceeded refuses it.
 pub async fn count_request(
-    store: &UserStore,
+    counters: &dyn RequestCounters,
     rules: &[(ThrottleRule, String)],
     now: UnixTime,
 ) -> Result<(), ThrottleError> {
     for (rule, subject) in rules {
-        match store.count_request(rule, subject, now).await.map_err(ThrottleError::Storage)? {
+        match counters.count_request(rule, subject, now).await.map_err(Failure::Storage)? {
             ThrottleDecision::Allowed { .. } => {}
             ThrottleDecision::Refused { resets_at } => {
                 tracing::info!(rule = rule.name, "request throttled");

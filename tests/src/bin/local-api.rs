@@ -33,10 +33,11 @@ async fn main() -> anyhow::Result<()> {
     let aws = Arc::new(AwsClients::new());
     create_table(&aws, &template, &table).await?;
     verify_sender(&aws, LOCAL_SENDER).await?;
-    let functions = Functions::build(&env)?;
+    let functions = Functions::build(&env, Arc::new(mailconfirm::ports::SystemClock))?;
     let api = Arc::new(LocalApi {
         gateway: functions.gateway(&template)?,
         sign_up: functions.sign_up.clone(),
+        store: functions.store.clone(),
         moto_url: moto_url()?,
         http: reqwest::Client::new(),
     });

@@ -1,0 +1,138 @@
+//! The capabilities the use cases depend on, one trait each, so a use case is given only what
+//! it uses: the DynamoDB store implements the storage ports, SES the mailer, the system the
+//! clock; the unit tests give in-memory fakes instead.
+
+use async_trait::async_trait;
+
+use crate::domain::{AddressTag, EmailAddress, SendRequirements, SignUp, ThrottleDecision, ThrottleRule, UnixTime};
+use crate::domain::{User, UserId};
+use crate::mail::{ConfirmationMail, MailSendError};
+
+/// Where the time comes from: the system's in a function, one the test sets in tests.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> UnixTime;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> UnixTime {
+        UnixTime::now()
+    }
+}
+
+/// Reads users, by id or by the address they own.
+#[async_trait]
+pub trait UserReader: Send + Sync {
+    async fn get_user(&self, user_id: &UserId) -> anyhow::Result<Option<User>>;
+    /// The user that owns an address, if any (one read).
+    async fn find_user_id_by_email(&self, email: &EmailAddress) -> anyhow::Result<Option<UserId>>;
+}
+
+/// What creating a pending user found.
+#[derive(Debug)]
+pub enum CreateOutcome {
+    Created(User),
+    /// A user with this id was already there (a redelivered event, or a conflicting one).
+    Existing(User),
+    /// Another user owns the address.
+    AddressTaken,
+}
+
+/// Why an address change was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressChangeRefusal {
+    /// Another user owns the new address.
+    AddressTaken,
+    /// The user was confirmed or changed meanwhile.
+    UserChanged,
+}
+
+/// Creates users and moves them to another address, together with the address look-ups.
+#[async_trait]
+pub trait UserRegistry: Send + Sync {
+    /// Creates the user and its address look-up in one transaction; when `first_mail_until`
+    /// is given, the sign-up mail's cooldown is claimed in the same write.
+    async fn create_pending_user(
+        &self,
+        sign_up: &SignUp,
+        now: UnixTime,
+        first_mail_until: Option<UnixTime>,
+    ) -> anyhow::Result<CreateOutcome>;
+
+    /// Replaces a pending user's address in one transaction with its look-ups; links to the
+    /// old address stop working and the cooldown starts afresh.
+    async fn change_pending_address(
+        &self,
+        user: &User,
+        new: &EmailAddress,
+        now: UnixTime,
+    ) -> anyhow::Result<Result<(), AddressChangeRefusal>>;
+}
+
+/// Which earlier sends a claim tolerates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimCondition {
+    /// A resend: allowed once the previous cooldown is over.
+    CooldownOver,
+    /// The sign-up mail: allowed only if no mail ever went out, so a redelivered event sends nothing.
+    NothingSentYet,
+}
+
+/// A claimed send: the user as it was just before, whose address and language the mail uses.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub user: User,
+    pub until: UnixTime,
+}
+
+/// Claims the right to send one mail, and gives it back when the mail did not go out.
+#[async_trait]
+pub trait SendClaims: Send + Sync {
+    /// Decides and claims in one conditional write. `Err` carries the user the condition saw
+    /// (`None`: no such user), for the caller to explain the refusal.
+    async fn claim_send(
+        &self,
+        user_id: &UserId,
+        now: UnixTime,
+        until: UnixTime,
+        condition: ClaimCondition,
+        requirements: &SendRequirements<'_>,
+    ) -> anyhow::Result<Result<Claim, Option<User>>>;
+
+    /// Restores the cooldown that was there before `claim`, unless another claim replaced it.
+    async fn release_send(&self, claim: &Claim) -> anyhow::Result<()>;
+}
+
+/// Confirms addresses.
+#[async_trait]
+pub trait Confirmations: Send + Sync {
+    /// Confirms a pending user whose current address the link was sent to, in one conditional
+    /// write. `Err` carries the user the condition saw.
+    async fn confirm(
+        &self,
+        user_id: &UserId,
+        address: &AddressTag,
+        now: UnixTime,
+    ) -> anyhow::Result<Result<User, Option<User>>>;
+}
+
+/// Counts requests against throttles.
+#[async_trait]
+pub trait RequestCounters: Send + Sync {
+    /// Counts one request in one conditional write; a refused request is not counted.
+    async fn count_request(
+        &self,
+        rule: &ThrottleRule,
+        subject: &str,
+        now: UnixTime,
+    ) -> anyhow::Result<ThrottleDecision>;
+}
+
+/// Hands a rendered mail to the mail service.
+#[async_trait]
+pub trait Mailer: Send + Sync {
+    async fn send(&self, to: &EmailAddress, mail: &ConfirmationMail) -> Result<(), MailSendError>;
+}

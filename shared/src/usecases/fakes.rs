@@ -1,0 +1,265 @@
+//! In-memory fakes of the ports, for unit tests of the use cases. The fake store applies the
+//! same pure rule (`SendRefusal::decide`) that the DynamoDB condition is tested against.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use anyhow::anyhow;
+use async_trait::async_trait;
+
+use crate::domain::user::SendRefusal;
+use crate::domain::{
+    AddressTag, EmailAddress, SendRequirements, SignUp, ThrottleDecision, ThrottleRule, UnixTime, User, UserId,
+    UserStatus,
+};
+use crate::link_token::LinkIssuer;
+use crate::mail::{ConfirmationMail, MailSendError, MailSettings};
+use crate::ports::{
+    AddressChangeRefusal, Claim, ClaimCondition, Confirmations, CreateOutcome, Mailer, RequestCounters, SendClaims,
+    UserReader, UserRegistry,
+};
+use crate::usecases::delivery::Delivery;
+
+pub fn pending_user(id: &str, email: &str) -> User {
+    User {
+        id: UserId::parse(id).unwrap(),
+        email: EmailAddress::parse(email).unwrap(),
+        status: UserStatus::EmailConfirmationPending,
+        locale: None,
+        client_id: None,
+        created_at: UnixTime(0),
+        confirmed_at: None,
+        cooldown_until: None,
+    }
+}
+
+#[derive(Default)]
+pub struct MemoryStore {
+    users: Mutex<HashMap<String, User>>,
+    counters: Mutex<HashMap<String, u32>>,
+    fail_next: AtomicBool,
+}
+
+impl MemoryStore {
+    pub fn insert(&self, user: User) {
+        self.users.lock().unwrap().insert(user.id.as_str().to_owned(), user);
+    }
+
+    pub fn user(&self, id: &str) -> Option<User> {
+        self.users.lock().unwrap().get(id).cloned()
+    }
+
+    /// The next call fails as an unreachable table would.
+    pub fn fail_next(&self) {
+        self.fail_next.store(true, Ordering::SeqCst);
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        if self.fail_next.swap(false, Ordering::SeqCst) { Err(anyhow!("the table is unreachable")) } else { Ok(()) }
+    }
+}
+
+#[async_trait]
+impl UserReader for MemoryStore {
+    async fn get_user(&self, user_id: &UserId) -> anyhow::Result<Option<User>> {
+        self.check()?;
+        Ok(self.user(user_id.as_str()))
+    }
+
+    async fn find_user_id_by_email(&self, email: &EmailAddress) -> anyhow::Result<Option<UserId>> {
+        self.check()?;
+        let users = self.users.lock().unwrap();
+        Ok(users.values().find(|user| user.email.normalized() == email.normalized()).map(|user| user.id.clone()))
+    }
+}
+
+#[async_trait]
+impl UserRegistry for MemoryStore {
+    async fn create_pending_user(
+        &self,
+        sign_up: &SignUp,
+        now: UnixTime,
+        first_mail_until: Option<UnixTime>,
+    ) -> anyhow::Result<CreateOutcome> {
+        self.check()?;
+        let mut users = self.users.lock().unwrap();
+        if let Some(existing) = users.get(sign_up.user_id.as_str()) {
+            return Ok(CreateOutcome::Existing(existing.clone()));
+        }
+        if users.values().any(|user| user.email.normalized() == sign_up.email.normalized()) {
+            return Ok(CreateOutcome::AddressTaken);
+        }
+        let user = User {
+            id: sign_up.user_id.clone(),
+            email: sign_up.email.clone(),
+            status: UserStatus::EmailConfirmationPending,
+            locale: sign_up.locale.clone(),
+            client_id: sign_up.client_id.clone(),
+            created_at: now,
+            confirmed_at: None,
+            cooldown_until: first_mail_until,
+        };
+        users.insert(user.id.as_str().to_owned(), user.clone());
+        Ok(CreateOutcome::Created(user))
+    }
+
+    async fn change_pending_address(
+        &self,
+        user: &User,
+        new: &EmailAddress,
+        _now: UnixTime,
+    ) -> anyhow::Result<Result<(), AddressChangeRefusal>> {
+        self.check()?;
+        let mut users = self.users.lock().unwrap();
+        if users.values().any(|other| other.id != user.id && other.email.normalized() == new.normalized()) {
+            return Ok(Err(AddressChangeRefusal::AddressTaken));
+        }
+        match users.get_mut(user.id.as_str()) {
+            Some(stored) if stored.status == UserStatus::EmailConfirmationPending && stored.email == user.email => {
+                stored.email = new.clone();
+                stored.cooldown_until = None;
+                Ok(Ok(()))
+            }
+            _ => Ok(Err(AddressChangeRefusal::UserChanged)),
+        }
+    }
+}
+
+#[async_trait]
+impl SendClaims for MemoryStore {
+    async fn claim_send(
+        &self,
+        user_id: &UserId,
+        now: UnixTime,
+        until: UnixTime,
+        condition: ClaimCondition,
+        requirements: &SendRequirements<'_>,
+    ) -> anyhow::Result<Result<Claim, Option<User>>> {
+        self.check()?;
+        let mut users = self.users.lock().unwrap();
+        let Some(user) = users.get_mut(user_id.as_str()) else { return Ok(Err(None)) };
+        let allowed = match condition {
+            ClaimCondition::CooldownOver => SendRefusal::decide(Some(user), requirements, now).is_ok(),
+            ClaimCondition::NothingSentYet => {
+                user.status == UserStatus::EmailConfirmationPending && user.cooldown_until.is_none()
+            }
+        };
+        if !allowed {
+            return Ok(Err(Some(user.clone())));
+        }
+        let before = user.clone();
+        user.cooldown_until = Some(until);
+        Ok(Ok(Claim { user: before, until }))
+    }
+
+    async fn release_send(&self, claim: &Claim) -> anyhow::Result<()> {
+        self.check()?;
+        let mut users = self.users.lock().unwrap();
+        if let Some(user) = users.get_mut(claim.user.id.as_str())
+            && user.cooldown_until == Some(claim.until)
+        {
+            user.cooldown_until = claim.user.cooldown_until;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Confirmations for MemoryStore {
+    async fn confirm(
+        &self,
+        user_id: &UserId,
+        address: &AddressTag,
+        now: UnixTime,
+    ) -> anyhow::Result<Result<User, Option<User>>> {
+        self.check()?;
+        let mut users = self.users.lock().unwrap();
+        let Some(user) = users.get_mut(user_id.as_str()) else { return Ok(Err(None)) };
+        if user.status != UserStatus::EmailConfirmationPending || user.email.tag() != *address {
+            return Ok(Err(Some(user.clone())));
+        }
+        user.status = UserStatus::Enabled;
+        user.confirmed_at = Some(now);
+        Ok(Ok(user.clone()))
+    }
+}
+
+#[async_trait]
+impl RequestCounters for MemoryStore {
+    async fn count_request(
+        &self,
+        rule: &ThrottleRule,
+        subject: &str,
+        now: UnixTime,
+    ) -> anyhow::Result<ThrottleDecision> {
+        self.check()?;
+        let window = rule.window_for(subject, now);
+        let mut counters = self.counters.lock().unwrap();
+        let hits = counters.entry(window.key).or_default();
+        if *hits >= rule.limit {
+            return Ok(ThrottleDecision::Refused { resets_at: window.resets_at });
+        }
+        *hits += 1;
+        Ok(rule.decide(*hits, window.resets_at))
+    }
+}
+
+#[derive(Default)]
+pub struct MemoryMailer {
+    sent: Mutex<Vec<(String, ConfirmationMail)>>,
+    fail_next: AtomicBool,
+}
+
+impl MemoryMailer {
+    pub fn sent_to(&self) -> Vec<String> {
+        self.sent.lock().unwrap().iter().map(|(to, _)| to.clone()).collect()
+    }
+
+    pub fn fail_next(&self) {
+        self.fail_next.store(true, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl Mailer for MemoryMailer {
+    async fn send(&self, to: &EmailAddress, mail: &ConfirmationMail) -> Result<(), MailSendError> {
+        if self.fail_next.swap(false, Ordering::SeqCst) {
+            return Err(MailSendError::from(anyhow!("SES refused the mail")));
+        }
+        self.sent.lock().unwrap().push((to.normalized().to_owned(), mail.clone()));
+        Ok(())
+    }
+}
+
+pub struct Fakes {
+    pub store: Arc<MemoryStore>,
+    pub mailer: Arc<MemoryMailer>,
+}
+
+impl Fakes {
+    pub fn new() -> Self {
+        Self { store: Arc::default(), mailer: Arc::default() }
+    }
+
+    pub fn env() -> HashMap<String, String> {
+        [
+            ("PUBLIC_BASE_URL", "https://confirm.example.com"),
+            ("SENDER_ADDRESS", "no-reply@example.com"),
+            ("CONFIRMATION_SIGNING_KEY", "unit-test-signing-key-0123456789abcdef"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    }
+
+    pub fn delivery(&self) -> Delivery {
+        let env = Self::env();
+        Delivery::new(
+            self.store.clone(),
+            self.mailer.clone(),
+            MailSettings::from_config(&env).unwrap(),
+            LinkIssuer::from_config(&env).unwrap(),
+        )
+    }
+}

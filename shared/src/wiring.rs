@@ -1,0 +1,85 @@
+//! How every function is put together: configuration, AWS clients and a clock go in, a
+//! handler comes out, and the Lambda runtime lends it each request for the life of the
+//! execution environment. Every `main.rs` is one call to [`run_http`] or [`run_sqs`], and the
+//! local stack builds the same handlers through the same constructors.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use lambda_http::{Body, Request, Response};
+
+use crate::aws::AwsClients;
+use crate::config::{self, ConfigError, ProcessEnv, Source};
+use crate::mail::SesMailer;
+use crate::ports::{Clock, SystemClock};
+use crate::store::DynamoStore;
+
+/// What a handler is built from.
+pub struct Wiring<'a> {
+    pub config: &'a dyn Source,
+    pub aws: Arc<AwsClients>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl<'a> Wiring<'a> {
+    pub fn new(config: &'a dyn Source, aws: Arc<AwsClients>, clock: Arc<dyn Clock>) -> Self {
+        Self { config, aws, clock }
+    }
+
+    /// A deployed function's: the process environment, clients built on first use, the system clock.
+    pub fn from_environment() -> Wiring<'static> {
+        Wiring { config: &ProcessEnv, aws: Arc::new(AwsClients::new()), clock: Arc::new(SystemClock) }
+    }
+
+    /// The table (`TABLE_NAME`), behind every storage port.
+    pub fn store(&self) -> Result<Arc<DynamoStore>, ConfigError> {
+        Ok(Arc::new(DynamoStore::new(self.aws.clone(), config::table_name(self.config)?)))
+    }
+
+    /// SES, sending as `SENDER_ADDRESS`.
+    pub fn mailer(&self) -> Result<Arc<SesMailer>, ConfigError> {
+        Ok(Arc::new(SesMailer::from_config(self.config, self.aws.clone())?))
+    }
+}
+
+/// A function behind an API Gateway route. It answers every request, bad ones included, and
+/// never fails: a failure of ours is a 5xx in the contract's own form.
+#[async_trait]
+pub trait HttpHandler: Send + Sync {
+    async fn handle(&self, request: Request) -> Response<Body>;
+}
+
+/// A function fed by an SQS event source mapping; the response lists the messages to redeliver.
+#[async_trait]
+pub trait SqsHandler: Send + Sync {
+    async fn handle(&self, event: SqsEvent) -> SqsBatchResponse;
+}
+
+/// Runs an HTTP function: telemetry, configuration (a bad value stops the start), then each
+/// request handed to the handler, which the runtime borrows for the environment's life.
+pub async fn run_http<H: HttpHandler>(
+    build: impl FnOnce(&Wiring<'_>) -> Result<H, ConfigError>,
+) -> Result<(), lambda_http::Error> {
+    crate::init_telemetry();
+    let handler = crate::configure(|| build(&Wiring::from_environment()));
+    let handler = &handler;
+    lambda_http::run(lambda_http::service_fn(move |request| async move {
+        Ok::<_, lambda_http::Error>(handler.handle(request).await)
+    }))
+    .await
+}
+
+/// Runs an SQS consumer, as [`run_http`] runs an HTTP function.
+pub async fn run_sqs<H: SqsHandler>(
+    build: impl FnOnce(&Wiring<'_>) -> Result<H, ConfigError>,
+) -> Result<(), lambda_http::Error> {
+    use lambda_http::lambda_runtime::{self, LambdaEvent};
+    crate::init_telemetry();
+    let handler = crate::configure(|| build(&Wiring::from_environment()));
+    let handler = &handler;
+    lambda_runtime::run(lambda_runtime::service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        Ok::<_, lambda_http::Error>(handler.handle(event.payload).await)
+    }))
+    .await
+}
