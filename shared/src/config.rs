@@ -48,12 +48,17 @@ pub fn required(source: &dyn Source, name: &'static str, meaning: &'static str) 
     optional(source, name).ok_or(ConfigError::Missing { name, meaning })
 }
 
+/// The longest duration any `*_SECONDS` setting takes: 366 days. Longer ones are mistakes, and
+/// unbounded ones would overflow the arithmetic on stored times.
+pub const MAX_SECONDS: u64 = 366 * 24 * 60 * 60;
+
+/// A duration in whole seconds, from 1 to [`MAX_SECONDS`].
 pub fn seconds(source: &dyn Source, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
     match optional(source, name) {
         None => Ok(Duration::from_secs(default)),
         Some(value) => match value.trim().parse::<u64>() {
-            Ok(secs) if secs > 0 => Ok(Duration::from_secs(secs)),
-            _ => Err(ConfigError::invalid(name, "expected a whole number of seconds above 0")),
+            Ok(secs) if (1..=MAX_SECONDS).contains(&secs) => Ok(Duration::from_secs(secs)),
+            _ => Err(ConfigError::invalid(name, format!("expected a whole number of seconds from 1 to {MAX_SECONDS}"))),
         },
     }
 }
@@ -136,6 +141,15 @@ mod tests {
         assert!(err.contains("COOLDOWN_SECONDS"), "{err}");
         let err = email_enabled(&env(&[("EMAIL_ENABLED", "maybe")])).unwrap_err().to_string();
         assert!(err.contains("EMAIL_ENABLED"), "{err}");
+    }
+
+    #[test]
+    fn durations_are_bounded_so_stored_times_cannot_overflow() {
+        for bad in ["0", "-5", "31622401", "18446744073709551615", "1e3"] {
+            let err = cooldown(&env(&[("COOLDOWN_SECONDS", bad)])).unwrap_err().to_string();
+            assert!(err.contains("COOLDOWN_SECONDS"), "{bad}: {err}");
+        }
+        assert_eq!(cooldown(&env(&[("COOLDOWN_SECONDS", "31622400")])).unwrap().period.as_secs(), MAX_SECONDS);
     }
 
     #[test]

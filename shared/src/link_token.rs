@@ -36,7 +36,7 @@ struct LinkKey {
 
 impl LinkKey {
     fn from_secret(secret: &str) -> Self {
-        let digest = Sha256::digest(secret.as_bytes());
+        let digest: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
         let id = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
         Self {
             id,
@@ -185,7 +185,12 @@ impl LinkIssuer {
             iat: now.0,
             exp: expires_at.0,
         };
-        let key = &self.verifier.keys[0];
+        // The verifier is never built without its current key, which comes first.
+        let key = self
+            .verifier
+            .keys
+            .first()
+            .ok_or_else(|| TokenCreationError(jsonwebtoken::errors::ErrorKind::InvalidKeyFormat.into()))?;
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(key.id.clone());
         let token = jsonwebtoken::encode(&header, &claims, &key.encoding).map_err(TokenCreationError)?;

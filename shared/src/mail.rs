@@ -13,8 +13,11 @@ use crate::config::{self, ConfigError, Source};
 use crate::domain::{EmailAddress, Locale, LocaleNegotiation};
 use crate::ports::Mailer;
 
-/// The languages mails are written in; the first is the fallback of last resort.
+/// The languages mails are written in.
 pub const MAIL_LOCALES: &[&str] = &["en", "fr", "de", "es", "it"];
+
+/// The language of last resort, when `DEFAULT_LOCALE` is unset.
+pub const FALLBACK_LOCALE: &str = "en";
 
 macro_rules! locale_templates {
     ($($locale:literal),*) => {
@@ -111,7 +114,7 @@ impl MailSettings {
         let enabled = config::email_enabled(source)?;
         let default_locale =
             match config::optional(source, "DEFAULT_LOCALE") {
-                None => MAIL_LOCALES[0],
+                None => FALLBACK_LOCALE,
                 Some(tag) => {
                     let locale = Locale::parse(&tag).map_err(|err| ConfigError::invalid("DEFAULT_LOCALE", err))?;
                     MAIL_LOCALES.iter().copied().find(|shipped| *shipped == locale.as_str()).ok_or_else(|| {

@@ -11,7 +11,7 @@ use crate::config::ConfigError;
 use crate::domain::SignUp;
 use crate::domain::user::{InvalidSignUp, SignUpEvent};
 use crate::ports::Clock;
-use crate::usecases::failure::error_chain;
+use crate::usecases::error_chain;
 use crate::usecases::signup::{SignUpOutcome, SignUps};
 use crate::wiring::{SqsHandler, Wiring};
 

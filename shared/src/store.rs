@@ -138,7 +138,8 @@ impl UserRegistry for DynamoStore {
         let failed = |index: usize| reasons.get(index).and_then(|r| r.code()) == Some("ConditionalCheckFailed");
         if failed(0) {
             // ALL_OLD on condition failure: the reason carries the user that was there.
-            let existing = reasons[0].item().context("the cancellation reason holds no user")?;
+            let existing =
+                reasons.first().and_then(|reason| reason.item()).context("the cancellation reason holds no user")?;
             return Ok(CreateOutcome::Existing(user_from_item(existing)?));
         }
         if failed(1) {

@@ -97,7 +97,7 @@ pub fn trace_id_of(request: &Request) -> String {
         #[allow(unreachable_patterns)]
         _ => String::new(),
     };
-    let digest = Sha256::digest(request_id.as_bytes());
+    let digest: [u8; 32] = Sha256::digest(request_id.as_bytes()).into();
     let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
     let trace = xray.unwrap_or_else(|| hex(&digest[..16]));
     format!("00-{trace}-{}-00", hex(&digest[16..24]))

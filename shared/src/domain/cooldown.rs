@@ -9,16 +9,16 @@ pub struct UnixTime(pub i64);
 impl UnixTime {
     pub fn now() -> Self {
         let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
-        Self(since_epoch.as_secs() as i64)
+        Self(i64::try_from(since_epoch.as_secs()).unwrap_or(i64::MAX))
     }
 
     pub fn plus(self, duration: Duration) -> Self {
-        Self(self.0.saturating_add(duration.as_secs() as i64))
+        Self(self.0.saturating_add(i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)))
     }
 
     /// Whole seconds from `self` until `later`, zero once `later` has passed.
     pub fn seconds_until(self, later: UnixTime) -> u64 {
-        later.0.saturating_sub(self.0).max(0) as u64
+        u64::try_from(later.0.saturating_sub(self.0)).unwrap_or(0)
     }
 }
 

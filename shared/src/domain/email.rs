@@ -106,7 +106,7 @@ pub struct AddressTag(String);
 
 impl AddressTag {
     fn of_normalized(normalized: &str) -> Self {
-        let digest = Sha256::digest(normalized.as_bytes());
+        let digest: [u8; 32] = Sha256::digest(normalized.as_bytes()).into();
         Self(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..16]))
     }
 

@@ -43,9 +43,9 @@ impl ThrottleDecision {
 
 impl ThrottleRule {
     pub fn window_for(&self, subject: &str, now: UnixTime) -> ThrottleWindow {
-        let length = self.window.as_secs().max(1) as i64;
+        let length = i64::try_from(self.window.as_secs().max(1)).unwrap_or(i64::MAX);
         let index = now.0.div_euclid(length);
-        let digest = Sha256::digest(subject.as_bytes());
+        let digest: [u8; 32] = Sha256::digest(subject.as_bytes()).into();
         let subject = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..12]);
         ThrottleWindow {
             key: format!("THROTTLE#{}#{subject}#{index}", self.name),

@@ -6,7 +6,6 @@ pub mod confirm;
 pub mod cooldown_status;
 pub mod create_link;
 pub mod delivery;
-pub mod failure;
 pub mod resend;
 pub mod resend_to_address;
 pub mod signup;
@@ -15,10 +14,9 @@ pub mod throttle;
 #[cfg(test)]
 pub(crate) mod fakes;
 
-pub use failure::{Failure, MaybeFailure};
-
 use crate::domain::{Identity, UserId};
 use crate::ports::UserReader;
+use crate::usecases::delivery::DeliveryError;
 
 /// The user a request names: an id as it is, an address by one read of its look-up.
 pub(crate) async fn user_id_of(users: &dyn UserReader, identity: &Identity) -> Result<Option<UserId>, Failure> {
@@ -27,3 +25,62 @@ pub(crate) async fn user_id_of(users: &dyn UserReader, identity: &Identity) -> R
         Identity::Email(email) => users.find_user_id_by_email(email).await.map_err(Failure::Storage),
     }
 }
+
+/// A failure of ours, as opposed to a refusal the request deserved: storage or mail did not
+/// work. Every contract answers it with its 5xx; [`Failure::report`] is the one place that logs it.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error("the user store failed")]
+    Storage(#[source] anyhow::Error),
+    #[error("the confirmation mail was not sent")]
+    Delivery(#[from] DeliveryError),
+}
+
+impl Failure {
+    /// Logs the failure with its whole chain of causes; the caller only sees a code.
+    pub fn report(&self) {
+        tracing::error!(error = %error_chain(self), "request failed");
+    }
+}
+
+/// `outer: cause: root cause`, so a log line says what failed and why.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut chain = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        chain.push_str(": ");
+        chain.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    chain
+}
+
+/// The failure of ours inside a use case's error, if that is what it is.
+pub trait MaybeFailure {
+    fn failure(&self) -> Option<&Failure>;
+}
+
+/// Implements [`MaybeFailure`] for use-case errors whose `Failed` variant holds a [`Failure`].
+macro_rules! failure_variant {
+    ($($error:ty),* $(,)?) => {$(
+        impl $crate::usecases::MaybeFailure for $error {
+            fn failure(&self) -> Option<&$crate::usecases::Failure> {
+                match self {
+                    Self::Failed(failure) => Some(failure),
+                    _ => None,
+                }
+            }
+        }
+    )*};
+}
+
+failure_variant!(
+    crate::usecases::resend::ResendError,
+    crate::usecases::resend_to_address::AddressedResendError,
+    crate::usecases::client_resend::ClientResendError,
+    crate::usecases::create_link::CreateLinkError,
+    crate::usecases::confirm::ConfirmError,
+    crate::usecases::cooldown_status::CooldownStatusError,
+    crate::usecases::signup::SignUpError,
+    crate::usecases::throttle::ThrottleError,
+);
