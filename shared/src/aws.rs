@@ -25,6 +25,11 @@ impl AwsClients {
         Self { interceptors: vec![interceptor], ..Self::default() }
     }
 
+    /// Clients built elsewhere (the unit tests' SDK mocks).
+    pub fn from_clients(dynamodb: aws_sdk_dynamodb::Client, sesv2: aws_sdk_sesv2::Client) -> Self {
+        Self { dynamodb: OnceCell::new_with(Some(dynamodb)), sesv2: OnceCell::new_with(Some(sesv2)), ..Self::default() }
+    }
+
     async fn config(&self) -> &SdkConfig {
         self.config
             .get_or_init(|| async {

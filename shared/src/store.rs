@@ -458,3 +458,98 @@ fn user_from_item(item: &Item) -> anyhow::Result<User> {
         cooldown_until: time("cooldown_until")?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    //! The rare answers of DynamoDB that moto does not give on demand, through the SDK's mocks.
+
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+    use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
+    use aws_sdk_dynamodb::types::CancellationReason;
+    use aws_sdk_dynamodb::types::error::{ConditionalCheckFailedException, TransactionCanceledException};
+    use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
+
+    use super::*;
+
+    fn store_answering(rules: &[&Rule]) -> DynamoStore {
+        let dynamodb = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, rules);
+        let sesv2 = aws_sdk_sesv2::Client::from_conf(
+            aws_sdk_sesv2::Config::builder().behavior_version(aws_sdk_sesv2::config::BehaviorVersion::latest()).build(),
+        );
+        DynamoStore::new(Arc::new(AwsClients::from_clients(dynamodb, sesv2)), "table".into())
+    }
+
+    fn sign_up() -> SignUp {
+        SignUp {
+            user_id: UserId::parse("u-1").unwrap(),
+            email: EmailAddress::parse("ada@example.org").unwrap(),
+            locale: None,
+            client_id: None,
+        }
+    }
+
+    fn cancelled(codes: &[&str]) -> TransactWriteItemsError {
+        let reasons = codes.iter().map(|code| CancellationReason::builder().code(*code).build()).collect();
+        TransactWriteItemsError::TransactionCanceledException(
+            TransactionCanceledException::builder().set_cancellation_reasons(Some(reasons)).build(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_transaction_cancelled_for_another_reason_than_a_condition_is_a_failure() {
+        let rule = mock!(aws_sdk_dynamodb::Client::transact_write_items)
+            .then_error(|| cancelled(&["ThrottlingError", "None"]));
+        let store = store_answering(&[&rule]);
+        let result = store.create_pending_user(&sign_up(), UnixTime(0), None).await;
+        assert!(result.is_err(), "{result:?}");
+    }
+
+    #[tokio::test]
+    async fn an_address_owned_by_another_user_is_told_apart_from_an_existing_user() {
+        let rule = mock!(aws_sdk_dynamodb::Client::transact_write_items)
+            .then_error(|| cancelled(&["None", "ConditionalCheckFailed"]));
+        let store = store_answering(&[&rule]);
+        let result = store.create_pending_user(&sign_up(), UnixTime(0), None).await.unwrap();
+        assert!(matches!(result, CreateOutcome::AddressTaken), "{result:?}");
+    }
+
+    #[tokio::test]
+    async fn a_user_that_changed_between_read_and_write_is_reported_as_changed() {
+        let rule = mock!(aws_sdk_dynamodb::Client::transact_write_items)
+            .then_error(|| cancelled(&["ConditionalCheckFailed", "None", "None"]));
+        let store = store_answering(&[&rule]);
+        let user = User {
+            id: UserId::parse("u-1").unwrap(),
+            email: EmailAddress::parse("ada@example.org").unwrap(),
+            status: UserStatus::EmailConfirmationPending,
+            locale: None,
+            client_id: None,
+            created_at: UnixTime(0),
+            confirmed_at: None,
+            cooldown_until: None,
+        };
+        let new = EmailAddress::parse("new@example.org").unwrap();
+        let result = store.change_pending_address(&user, &new, UnixTime(0)).await.unwrap();
+        assert_eq!(result, Err(AddressChangeRefusal::UserChanged));
+        let other = mock!(aws_sdk_dynamodb::Client::transact_write_items)
+            .then_error(|| cancelled(&["None", "ValidationError", "None"]));
+        let result = store_answering(&[&other]).change_pending_address(&user, &new, UnixTime(0)).await;
+        assert!(result.is_err(), "a validation error is a failure, not a refusal: {result:?}");
+    }
+
+    #[tokio::test]
+    async fn a_claim_refused_without_an_item_means_no_such_user_and_a_lost_item_is_a_failure() {
+        let refused = mock!(aws_sdk_dynamodb::Client::update_item).then_error(|| {
+            UpdateItemError::ConditionalCheckFailedException(ConditionalCheckFailedException::builder().build())
+        });
+        let empty = mock!(aws_sdk_dynamodb::Client::update_item).then_output(|| UpdateItemOutput::builder().build());
+        let store = store_answering(&[&refused, &empty]);
+        let user = UserId::parse("u-1").unwrap();
+        let none = SendRequirements::default();
+        let claimed =
+            store.claim_send(&user, UnixTime(0), UnixTime(60), ClaimCondition::CooldownOver, &none).await.unwrap();
+        assert!(matches!(claimed, Err(None)), "{claimed:?}");
+        let lost = store.claim_send(&user, UnixTime(0), UnixTime(60), ClaimCondition::CooldownOver, &none).await;
+        assert!(lost.is_err(), "a claim that answers no item is not a claim: {lost:?}");
+    }
+}
