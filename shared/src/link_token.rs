@@ -236,6 +236,7 @@ mod tests {
             created_at: UnixTime(0),
             confirmed_at: None,
             cooldown_until: None,
+            last_mail_sent_at: None,
         }
     }
 

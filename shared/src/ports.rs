@@ -34,7 +34,9 @@ pub trait UserReader: Send + Sync {
 /// What creating a pending user found.
 #[derive(Debug)]
 pub enum CreateOutcome {
-    Created(User),
+    /// Created now (or by this same request, whose first answer was lost); with the claim of
+    /// the sign-up mail when one was asked for.
+    Created { user: User, claim: Option<Claim> },
     /// A user with this id was already there (a redelivered event, or a conflicting one).
     Existing(User),
     /// Another user owns the address.
@@ -77,8 +79,9 @@ pub trait UserRegistry: Send + Sync {
 pub enum ClaimCondition {
     /// A resend: allowed once the previous cooldown is over.
     CooldownOver,
-    /// The sign-up mail: allowed only if no mail ever went out, so a redelivered event sends nothing.
-    NothingSentYet,
+    /// The sign-up mail again: allowed only if no mail was ever accepted by the mail service and
+    /// the earlier claim has lapsed, so a redelivered event sends nothing twice.
+    FirstMailNotAccepted,
 }
 
 /// A claimed send: the user as it was just before, whose address and language the mail uses.
@@ -86,6 +89,35 @@ pub enum ClaimCondition {
 pub struct Claim {
     pub user: User,
     pub until: UnixTime,
+    /// Written with the claim: a retried write that meets it knows it is its own, and the
+    /// release and the acceptance record touch only this claim.
+    pub id: ClaimId,
+}
+
+/// A random id per claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimId(String);
+
+impl ClaimId {
+    pub fn random() -> Self {
+        let mut bytes = [0u8; 16];
+        if getrandom::getrandom(&mut bytes).is_err() {
+            // No randomness source: the time and a counter are unique enough within one user.
+            static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            let count = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            bytes = (nanos.as_nanos() ^ (u128::from(count) << 64)).to_le_bytes();
+        }
+        Self(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    pub fn from_stored(id: String) -> Self {
+        Self(id)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 /// Claims the right to send one mail, and gives it back when the mail did not go out.
@@ -104,6 +136,10 @@ pub trait SendClaims: Send + Sync {
 
     /// Restores the cooldown that was there before `claim`, unless another claim replaced it.
     async fn release_send(&self, claim: &Claim) -> anyhow::Result<()>;
+
+    /// Records that the mail service accepted the claimed mail (`last_mail_sent_at`), so a
+    /// redelivered sign-up knows its first mail went out.
+    async fn record_accepted(&self, claim: &Claim, now: UnixTime) -> anyhow::Result<()>;
 }
 
 /// Confirms addresses.

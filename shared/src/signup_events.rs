@@ -12,7 +12,7 @@ use crate::domain::SignUp;
 use crate::domain::user::{InvalidSignUp, SignUpEvent};
 use crate::ports::Clock;
 use crate::usecases::error_chain;
-use crate::usecases::signup::{SignUpOutcome, SignUps};
+use crate::usecases::signup::{SignUpError, SignUpOutcome, SignUps};
 use crate::wiring::{SqsHandler, Wiring};
 
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +71,10 @@ impl SignUpConsumer {
             Ok(SignUpOutcome::MailSent) => tracing::info!("sign-up processed; first mail sent"),
             Ok(SignUpOutcome::CreatedWithoutMail) => tracing::info!("sign-up processed; mail is disabled"),
             Ok(SignUpOutcome::AlreadyHandled) => tracing::info!("sign-up already handled; nothing sent again"),
+            Err(SignUpError::FirstMailInFlight { retry_after_seconds }) => {
+                tracing::info!(retry_after_seconds, "the first mail's claim is still held; delivering again later");
+                return false;
+            }
             Err(err) => {
                 tracing::error!(error = %error_chain(&err), "sign-up message failed");
                 return false;

@@ -24,8 +24,8 @@ use crate::domain::{
     User, UserId, UserStatus,
 };
 use crate::ports::{
-    AddressChangeRefusal, Claim, ClaimCondition, Confirmations, CreateOutcome, RequestCounters, SendClaims, UserReader,
-    UserRegistry,
+    AddressChangeRefusal, Claim, ClaimCondition, ClaimId, Confirmations, CreateOutcome, RequestCounters, SendClaims,
+    UserReader, UserRegistry,
 };
 
 type Item = HashMap<String, AttributeValue>;
@@ -101,10 +101,16 @@ impl UserRegistry for DynamoStore {
             created_at: now,
             confirmed_at: None,
             cooldown_until: first_mail_until,
+            last_mail_sent_at: None,
         };
+        let claim_id = first_mail_until.map(|_| ClaimId::random());
+        let mut item = user_item(&user, now);
+        if let Some(id) = &claim_id {
+            item.insert("claim_id".into(), AttributeValue::S(id.as_str().into()));
+        }
         let put_user = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(user_item(&user, now)))
+            .set_item(Some(item))
             .condition_expression("attribute_not_exists(pk)")
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
@@ -127,8 +133,17 @@ impl UserRegistry for DynamoStore {
             .transact_items(TransactWriteItem::builder().put(put_address).build())
             .send()
             .await;
+        let created = |user: User| {
+            let claim = first_mail_until.zip(claim_id.clone()).map(|(until, id)| Claim {
+                // The claim was written with the user; before it, no cooldown existed.
+                user: User { cooldown_until: None, ..user.clone() },
+                until,
+                id,
+            });
+            CreateOutcome::Created { user, claim }
+        };
         let err = match result {
-            Ok(_) => return Ok(CreateOutcome::Created(user)),
+            Ok(_) => return Ok(created(user)),
             Err(err) => err.into_service_error(),
         };
         let TransactWriteItemsError::TransactionCanceledException(canceled) = &err else {
@@ -140,6 +155,10 @@ impl UserRegistry for DynamoStore {
             // ALL_OLD on condition failure: the reason carries the user that was there.
             let existing =
                 reasons.first().and_then(|reason| reason.item()).context("the cancellation reason holds no user")?;
+            // Our own transaction, applied once already and retried after its answer was lost.
+            if claim_id.is_some() && claim_id_of(existing) == claim_id {
+                return Ok(created(user_from_item(existing)?));
+            }
             return Ok(CreateOutcome::Existing(user_from_item(existing)?));
         }
         if failed(1) {
@@ -162,7 +181,7 @@ impl UserRegistry for DynamoStore {
             .table_name(&self.table)
             .key("pk", user_key(&user.id))
             .update_expression(
-                "SET email = :typed, email_normalized = :normalized, address_tag = :tag, updated_at = :now REMOVE cooldown_until",
+                "SET email = :typed, email_normalized = :normalized, address_tag = :tag, updated_at = :now REMOVE cooldown_until, claim_id, previous_cooldown_until",
             )
             .condition_expression("#status = :pending AND email_normalized = :old")
             .expression_attribute_names("#status", "status")
@@ -234,8 +253,11 @@ impl SendClaims for DynamoStore {
     ) -> anyhow::Result<Result<Claim, Option<User>>> {
         let cooldown_condition = match condition {
             ClaimCondition::CooldownOver => "(attribute_not_exists(cooldown_until) OR cooldown_until <= :now)",
-            ClaimCondition::NothingSentYet => "attribute_not_exists(cooldown_until)",
+            ClaimCondition::FirstMailNotAccepted => {
+                "attribute_not_exists(last_mail_sent_at) AND (attribute_not_exists(cooldown_until) OR cooldown_until <= :now)"
+            }
         };
+        let id = ClaimId::random();
         let mut conditions = format!("attribute_exists(pk) AND #status = :pending AND {cooldown_condition}");
         let mut request = self.aws.dynamodb().await.update_item();
         if let Some(client) = requirements.client {
@@ -249,12 +271,18 @@ impl SendClaims for DynamoStore {
         let result = request
             .table_name(&self.table)
             .key("pk", user_key(user_id))
-            .update_expression("SET cooldown_until = :until, updated_at = :now")
+            // The cooldown it replaces is kept beside it, for a retry that meets its own claim.
+            .update_expression(
+                "SET previous_cooldown_until = if_not_exists(cooldown_until, :none), cooldown_until = :until, \
+                 claim_id = :claim, updated_at = :now",
+            )
             .condition_expression(conditions)
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":pending", status_value(UserStatus::EmailConfirmationPending))
             .expression_attribute_values(":now", number(now.0))
             .expression_attribute_values(":until", number(until.0))
+            .expression_attribute_values(":none", number(NO_COOLDOWN))
+            .expression_attribute_values(":claim", AttributeValue::S(id.as_str().into()))
             .return_values(ReturnValue::AllOld)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
@@ -262,9 +290,17 @@ impl SendClaims for DynamoStore {
         match result {
             Ok(output) => {
                 let item = output.attributes().context("the claimed user came back empty")?;
-                Ok(Ok(Claim { user: user_from_item(item)?, until }))
+                Ok(Ok(Claim { user: user_from_item(item)?, until, id }))
             }
-            Err(err) => Ok(Err(seen_on_refusal(err, "claiming a send")?)),
+            Err(err) => match refused_item(err, "claiming a send")? {
+                // The SDK retried a write that had been applied: the claim is ours.
+                Some(item) if claim_id_of(&item).as_ref() == Some(&id) => {
+                    let mut user = user_from_item(&item)?;
+                    user.cooldown_until = stored_time(&item, "previous_cooldown_until")?.filter(|t| t.0 != NO_COOLDOWN);
+                    Ok(Ok(Claim { user, until, id }))
+                }
+                seen => Ok(Err(seen.as_ref().map(user_from_item).transpose()?)),
+            },
         }
     }
 
@@ -278,18 +314,40 @@ impl SendClaims for DynamoStore {
             .update_item()
             .table_name(&self.table)
             .key("pk", user_key(&claim.user.id))
-            .condition_expression("cooldown_until = :claimed")
-            .expression_attribute_values(":claimed", number(claim.until.0));
+            .condition_expression("claim_id = :claim")
+            .expression_attribute_values(":claim", AttributeValue::S(claim.id.as_str().into()));
         let request = match claim.user.cooldown_until {
             Some(previous) => request
-                .update_expression("SET cooldown_until = :previous")
+                .update_expression("SET cooldown_until = :previous REMOVE claim_id, previous_cooldown_until")
                 .expression_attribute_values(":previous", number(previous.0)),
-            None => request.update_expression("REMOVE cooldown_until"),
+            None => request.update_expression("REMOVE cooldown_until, claim_id, previous_cooldown_until"),
         };
         match request.send().await {
             Ok(_) => Ok(()),
             Err(err) if is_condition_failure(&err) => Ok(()),
             Err(err) => Err(anyhow!(err.into_service_error()).context("releasing a send claim")),
+        }
+    }
+
+    async fn record_accepted(&self, claim: &Claim, now: UnixTime) -> anyhow::Result<()> {
+        let result = self
+            .aws
+            .dynamodb()
+            .await
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", user_key(&claim.user.id))
+            .update_expression("SET last_mail_sent_at = :now")
+            .condition_expression("claim_id = :claim")
+            .expression_attribute_values(":claim", AttributeValue::S(claim.id.as_str().into()))
+            .expression_attribute_values(":now", number(now.0))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // A newer claim replaced ours (or the address changed): it records its own mail.
+            Err(err) if is_condition_failure(&err) => Ok(()),
+            Err(err) => Err(anyhow!(err.into_service_error()).context("recording an accepted mail")),
         }
     }
 }
@@ -371,6 +429,31 @@ impl RequestCounters for DynamoStore {
             Err(err) if is_condition_failure(&err) => Ok(ThrottleDecision::Refused { resets_at: window.resets_at }),
             Err(err) => Err(anyhow!(err.into_service_error()).context("counting a throttled request")),
         }
+    }
+}
+
+/// A stored `previous_cooldown_until` that stands for "there was no cooldown".
+const NO_COOLDOWN: i64 = 0;
+
+fn claim_id_of(item: &Item) -> Option<ClaimId> {
+    item.get("claim_id").and_then(|id| id.as_s().ok()).map(|id| ClaimId::from_stored(id.clone()))
+}
+
+fn stored_time(item: &Item, name: &str) -> anyhow::Result<Option<UnixTime>> {
+    item.get(name)
+        .map(|value| {
+            let n = value.as_n().map_err(|_| anyhow!("attribute {name} is not a number"))?;
+            n.parse().map(UnixTime).with_context(|| format!("attribute {name} is not an integer"))
+        })
+        .transpose()
+}
+
+/// The item a failed condition saw (`None`: no item), or the error if the write failed for
+/// another reason.
+fn refused_item(err: SdkError<UpdateItemError, HttpResponse>, doing: &'static str) -> anyhow::Result<Option<Item>> {
+    match err.into_service_error() {
+        UpdateItemError::ConditionalCheckFailedException(refusal) => Ok(refusal.item().cloned()),
+        other => Err(anyhow!(other).context(doing)),
     }
 }
 
@@ -456,6 +539,7 @@ fn user_from_item(item: &Item) -> anyhow::Result<User> {
         created_at: time("created_at")?.context("attribute created_at is missing")?,
         confirmed_at: time("confirmed_at")?,
         cooldown_until: time("cooldown_until")?,
+        last_mail_sent_at: time("last_mail_sent_at")?,
     })
 }
 
@@ -527,6 +611,7 @@ mod tests {
             created_at: UnixTime(0),
             confirmed_at: None,
             cooldown_until: None,
+            last_mail_sent_at: None,
         };
         let new = EmailAddress::parse("new@example.org").unwrap();
         let result = store.change_pending_address(&user, &new, UnixTime(0)).await.unwrap();

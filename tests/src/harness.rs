@@ -156,6 +156,7 @@ impl TestStack {
             created_at: UnixTime(issued_at),
             confirmed_at: None,
             cooldown_until: None,
+            last_mail_sent_at: None,
         };
         let link = issuer.issue(&user, locale, UnixTime(issued_at)).expect("a signed link");
         mailconfirm::link_token::token_of(&link.url).expect("a token in the link").to_owned()

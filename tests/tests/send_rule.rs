@@ -38,12 +38,13 @@ async fn arrange(
         State::Pending { cooldown } => {
             let until = cooldown.map(|offset| UnixTime(now.0 + offset));
             match store.create_pending_user(&sign_up, now, until).await.unwrap() {
-                CreateOutcome::Created(user) => user,
+                CreateOutcome::Created { user, .. } => user,
                 other => panic!("{other:?}"),
             }
         }
         State::Confirmed => {
-            let CreateOutcome::Created(user) = store.create_pending_user(&sign_up, now, None).await.unwrap() else {
+            let CreateOutcome::Created { user, .. } = store.create_pending_user(&sign_up, now, None).await.unwrap()
+            else {
                 panic!("not created")
             };
             store.confirm(&user.id, &user.email.tag(), now).await.unwrap().unwrap()

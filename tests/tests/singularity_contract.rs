@@ -349,6 +349,7 @@ fn pending_user(id: &str, email: &str) -> User {
         created_at: UnixTime(0),
         confirmed_at: None,
         cooldown_until: None,
+        last_mail_sent_at: None,
     }
 }
 

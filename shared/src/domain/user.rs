@@ -110,6 +110,8 @@ pub struct User {
     pub confirmed_at: Option<UnixTime>,
     /// End of the cooldown started by the last confirmation mail; present once any mail went out.
     pub cooldown_until: Option<UnixTime>,
+    /// When the mail service last accepted a confirmation mail for this user.
+    pub last_mail_sent_at: Option<UnixTime>,
 }
 
 /// What a send requires of the user besides being pending and out of cooldown.
@@ -252,6 +254,7 @@ mod tests {
             created_at: UnixTime(0),
             confirmed_at: None,
             cooldown_until: cooldown_until.map(UnixTime),
+            last_mail_sent_at: None,
         }
     }
 

@@ -81,6 +81,10 @@ impl Delivery {
             self.settings.templates.render_confirmation(locale, &self.settings.app_name, &link.url, valid_hours)?;
         self.mailer.send(&user.email, &mail).await?;
         tracing::info!(locale, "confirmation mail sent");
+        if let Err(err) = self.claims.record_accepted(claim, now).await {
+            // The mail went out; only a redelivered sign-up could send it again.
+            tracing::error!(error = %format!("{err:#}"), "could not record the accepted mail");
+        }
         Ok(locale)
     }
 }

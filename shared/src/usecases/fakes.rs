@@ -16,8 +16,8 @@ use crate::domain::{
 use crate::link_token::LinkIssuer;
 use crate::mail::{ConfirmationMail, MailSendError, MailSettings};
 use crate::ports::{
-    AddressChangeRefusal, Claim, ClaimCondition, Confirmations, CreateOutcome, Mailer, RequestCounters, SendClaims,
-    UserReader, UserRegistry,
+    AddressChangeRefusal, Claim, ClaimCondition, ClaimId, Confirmations, CreateOutcome, Mailer, RequestCounters,
+    SendClaims, UserReader, UserRegistry,
 };
 use crate::usecases::delivery::Delivery;
 
@@ -31,6 +31,7 @@ pub fn pending_user(id: &str, email: &str) -> User {
         created_at: UnixTime(0),
         confirmed_at: None,
         cooldown_until: None,
+        last_mail_sent_at: None,
     }
 }
 
@@ -99,9 +100,15 @@ impl UserRegistry for MemoryStore {
             created_at: now,
             confirmed_at: None,
             cooldown_until: first_mail_until,
+            last_mail_sent_at: None,
         };
         users.insert(user.id.as_str().to_owned(), user.clone());
-        Ok(CreateOutcome::Created(user))
+        let claim = first_mail_until.map(|until| Claim {
+            user: User { cooldown_until: None, ..user.clone() },
+            until,
+            id: ClaimId::random(),
+        });
+        Ok(CreateOutcome::Created { user, claim })
     }
 
     async fn change_pending_address(
@@ -141,8 +148,8 @@ impl SendClaims for MemoryStore {
         let Some(user) = users.get_mut(user_id.as_str()) else { return Ok(Err(None)) };
         let allowed = match condition {
             ClaimCondition::CooldownOver => SendRefusal::decide(Some(user), requirements, now).is_ok(),
-            ClaimCondition::NothingSentYet => {
-                user.status == UserStatus::EmailConfirmationPending && user.cooldown_until.is_none()
+            ClaimCondition::FirstMailNotAccepted => {
+                user.last_mail_sent_at.is_none() && SendRefusal::decide(Some(user), requirements, now).is_ok()
             }
         };
         if !allowed {
@@ -150,7 +157,7 @@ impl SendClaims for MemoryStore {
         }
         let before = user.clone();
         user.cooldown_until = Some(until);
-        Ok(Ok(Claim { user: before, until }))
+        Ok(Ok(Claim { user: before, until, id: ClaimId::random() }))
     }
 
     async fn release_send(&self, claim: &Claim) -> anyhow::Result<()> {
@@ -160,6 +167,17 @@ impl SendClaims for MemoryStore {
             && user.cooldown_until == Some(claim.until)
         {
             user.cooldown_until = claim.user.cooldown_until;
+        }
+        Ok(())
+    }
+
+    async fn record_accepted(&self, claim: &Claim, now: UnixTime) -> anyhow::Result<()> {
+        self.check()?;
+        let mut users = self.users.lock().unwrap();
+        if let Some(user) = users.get_mut(claim.user.id.as_str())
+            && user.cooldown_until == Some(claim.until)
+        {
+            user.last_mail_sent_at = Some(now);
         }
         Ok(())
     }

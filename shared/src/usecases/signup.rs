@@ -6,8 +6,8 @@ use std::sync::Arc;
 use crate::config::{self, ConfigError};
 use crate::wiring::Wiring;
 
-use crate::domain::{CooldownPolicy, SignUp, UnixTime};
-use crate::ports::{Claim, ClaimCondition, CreateOutcome, SendClaims, UserRegistry};
+use crate::domain::{CooldownPolicy, SignUp, UnixTime, UserStatus};
+use crate::ports::{ClaimCondition, CreateOutcome, SendClaims, UserRegistry};
 use crate::usecases::Failure;
 use crate::usecases::delivery::Delivery;
 
@@ -26,6 +26,10 @@ pub enum SignUpError {
     /// The event contradicts what is stored; retrying cannot help, so it goes to the dead-letter queue.
     #[error("the sign-up conflicts with a stored user: {0}")]
     Conflict(&'static str),
+    /// Another delivery of this sign-up holds the first mail's claim and may still be sending;
+    /// the message comes back once the claim has lapsed.
+    #[error("the first mail's claim is held for {retry_after_seconds} s more")]
+    FirstMailInFlight { retry_after_seconds: u64 },
     #[error(transparent)]
     Failed(#[from] Failure),
 }
@@ -68,28 +72,31 @@ impl SignUps {
             CreateOutcome::AddressTaken => {
                 return Err(SignUpError::Conflict("another user owns the address"));
             }
-            CreateOutcome::Created(_) if !mail_enabled => return Ok(SignUpOutcome::CreatedWithoutMail),
-            CreateOutcome::Created(mut user) => {
-                // The claim was written with the user; before it, no cooldown existed.
-                user.cooldown_until = None;
-                Claim { user, until }
-            }
+            CreateOutcome::Created { claim: None, .. } => return Ok(SignUpOutcome::CreatedWithoutMail),
+            CreateOutcome::Created { claim: Some(claim), .. } => claim,
             CreateOutcome::Existing(user) if user.email.normalized() != sign_up.email.normalized() => {
                 return Err(SignUpError::Conflict("the user exists with another address"));
             }
             CreateOutcome::Existing(_) if !mail_enabled => return Ok(SignUpOutcome::AlreadyHandled),
-            CreateOutcome::Existing(user) if user.cooldown_until.is_some() => {
+            CreateOutcome::Existing(user) if user.last_mail_sent_at.is_some() => {
                 return Ok(SignUpOutcome::AlreadyHandled);
             }
-            // Created before, but its mail failed and the claim was given back: send it now.
-            CreateOutcome::Existing(user) => {
+            // Created before, but its first mail never reached the mail service (it failed, or
+            // the invocation died mid-send): send it once the earlier claim has lapsed.
+            CreateOutcome::Existing(_) => {
                 match self
                     .claims
-                    .claim_send(&user.id, now, until, ClaimCondition::NothingSentYet, &Default::default())
+                    .claim_send(&sign_up.user_id, now, until, ClaimCondition::FirstMailNotAccepted, &Default::default())
                     .await
                     .map_err(Failure::Storage)?
                 {
                     Ok(claim) => claim,
+                    Err(Some(seen))
+                        if seen.status == UserStatus::EmailConfirmationPending && seen.last_mail_sent_at.is_none() =>
+                    {
+                        let retry_after_seconds = now.seconds_until(seen.cooldown_until.unwrap_or(now)).max(1);
+                        return Err(SignUpError::FirstMailInFlight { retry_after_seconds });
+                    }
                     Err(_) => return Ok(SignUpOutcome::AlreadyHandled),
                 }
             }
@@ -139,6 +146,22 @@ mod tests {
         fakes.mailer.fail_next();
         assert!(matches!(sign_ups.process(&event, UnixTime(0)).await, Err(SignUpError::Failed(_))));
         assert_eq!(sign_ups.process(&event, UnixTime(1)).await.unwrap(), SignUpOutcome::MailSent);
+        assert_eq!(fakes.mailer.sent_to(), ["ada@example.org"]);
+    }
+
+    #[tokio::test]
+    async fn a_sign_up_whose_first_mail_never_reached_the_mail_service_sends_it_once_the_claim_lapses() {
+        let fakes = Fakes::new();
+        let sign_ups = sign_ups(&fakes);
+        let event = sign_up("u-1", "ada@example.org");
+        // The invocation that created the user died before the mail was handed over.
+        let until = UnixTime(60);
+        fakes.store.create_pending_user(&event, UnixTime(0), Some(until)).await.unwrap();
+        let early = sign_ups.process(&event, UnixTime(10)).await;
+        assert!(matches!(early, Err(SignUpError::FirstMailInFlight { retry_after_seconds: 50 })), "{early:?}");
+        assert!(fakes.mailer.sent_to().is_empty());
+        assert_eq!(sign_ups.process(&event, UnixTime(60)).await.unwrap(), SignUpOutcome::MailSent);
+        assert_eq!(sign_ups.process(&event, UnixTime(200)).await.unwrap(), SignUpOutcome::AlreadyHandled);
         assert_eq!(fakes.mailer.sent_to(), ["ada@example.org"]);
     }
 
