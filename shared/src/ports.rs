@@ -33,6 +33,8 @@ pub trait UserReader: Send + Sync {
 
 /// What creating a pending user found.
 #[derive(Debug)]
+// Built once per sign-up and matched at once: boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum CreateOutcome {
     /// Created now (or by this same request, whose first answer was lost); with the claim of
     /// the sign-up mail when one was asked for.
