@@ -131,10 +131,14 @@ run_schemathesis() {
     local auth=(--generation-with-security-parameters true)
     [ "$run" = unauthenticated ] || auth=(-H "Authorization: Bearer $token" --generation-with-security-parameters false)
     local run_status=0
-    "$VENV/bin/schemathesis" --no-color run "$LOCAL_API_URL/_local/openapi.json" --url "$LOCAL_API_URL" \
+    # In a fresh directory each time: schemathesis and hypothesis keep caches in the current one,
+    # and a run should not depend on the ones before it.
+    rm -rf "$STATE/schemathesis/$run"
+    mkdir -p "$STATE/schemathesis/$run"
+    (cd "$STATE/schemathesis/$run" && "$VENV/bin/schemathesis" --no-color run "$LOCAL_API_URL/_local/openapi.json" --url "$LOCAL_API_URL" \
       "${auth[@]}" --checks "$checks" --max-examples "$examples" --seed "$seed" \
       --phases examples,coverage,fuzzing --generation-database none --request-timeout 30 --max-redirects 0 --workers 1 \
-      --report junit --report-dir "$STATE/schemathesis/$run" > "$STATE/schemathesis/$run.log" 2>&1 || run_status=$?
+      --report junit --report-dir "$STATE/schemathesis/$run" > "$STATE/schemathesis/$run.log" 2>&1) || run_status=$?
     summary="$summary  $run: $(grep -E '^(=+ )?[0-9]+ (passed|failed|errors?)|test cases|[0-9]+ generated' "$STATE/schemathesis/$run.log" | tail -2 | tr -s ' =' ' ' | paste -sd';' -) (exit $run_status)\n"
     if [ "$run_status" != 0 ]; then
       status=$run_status
