@@ -78,7 +78,7 @@ start_local_api() {
   shift || true
   [ -n "$port" ] || port="$(free_port)"
   mkdir -p "$STATE"
-  cargo build --quiet --bin local-api
+  (cd "$ROOT" && cargo build --quiet --bin local-api) || { echo "could not build local-api" >&2; exit 1; }
   env "$@" LOCAL_API_ADDRESS="127.0.0.1:$port" "$ROOT/target/debug/local-api" > "$STATE/local-api.log" 2>&1 &
   LOCAL_API_PID=$!
   LOCAL_API_URL="http://127.0.0.1:$port"
