@@ -1,8 +1,9 @@
 //! A bounded, seeded request fuzzer: for every route of the template, generated requests over
 //! HTTP to a local stack on moto (malformed and huge bodies, invalid UTF-8, odd content types,
 //! encoded slashes, repeated query keys, very long tokens, other methods, random headers and
-//! cookies). No answer may be a 5xx, the server must keep answering, and every 4xx must be in
-//! its contract's error shape (or API Gateway's `{"message":"Not Found"}` off the routes).
+//! cookies). No answer may be a 5xx, the server must keep answering, every 4xx must be in its
+//! contract's error shape (or API Gateway's `{"message":"Not Found"}` off the routes), and every
+//! status on a route must be one `infra/openapi.json` documents for it.
 //!
 //! `REQUEST_FUZZ_PER_ROUTE` (default 1000) and `REQUEST_FUZZ_SEED` change the run; a failure
 //! prints the seed and the request that broke it.
@@ -464,15 +465,35 @@ struct RouteReport {
     failures: Vec<String>,
 }
 
-async fn fuzz_route(
-    stack: &TestStack,
-    client: &reqwest::Client,
-    routes: &[RouteSpec],
-    route: &RouteSpec,
-    material: &Material,
+/// What every route's fuzzing shares.
+struct Run<'s> {
+    stack: &'s TestStack,
+    client: reqwest::Client,
+    routes: Vec<RouteSpec>,
+    material: Material,
+    /// The statuses `infra/openapi.json` documents, per (METHOD, path).
+    documented: BTreeMap<(String, String), Vec<u16>>,
     seed: u64,
-    count: usize,
-) -> RouteReport {
+    per_route: usize,
+}
+
+fn documented_statuses() -> BTreeMap<(String, String), Vec<u16>> {
+    let path = mailconfirm_local::template::project_root().join(mailconfirm_local::server::OPENAPI_PATH);
+    let document: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut documented = BTreeMap::new();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let statuses = operation["responses"].as_object().into_iter().flatten();
+            let statuses = statuses.filter_map(|(status, _)| status.parse().ok()).collect();
+            documented.insert((method.to_ascii_uppercase(), path.clone()), statuses);
+        }
+    }
+    documented
+}
+
+async fn fuzz_route(run: &Run<'_>, route: &RouteSpec) -> RouteReport {
+    let Run { stack, client, routes, material, documented, seed, per_route: count } = run;
+    let (seed, count) = (*seed, *count);
     let mut rng =
         Rng(seed ^ route.path.bytes().chain(route.method.bytes()).fold(0u64, |h, b| h.rotate_left(5) ^ b as u64));
     let started = Instant::now();
@@ -520,9 +541,16 @@ async fn fuzz_route(
                 Err(err) => report.failures.push(format!("no answer ({err}) to {}", request.summary())),
                 Ok((status, headers, body)) => {
                     *report.statuses.entry(status).or_default() += 1;
-                    let reached = route_of(routes, &request.method, &sent_path).map(|r| Contract::of(&r.binary));
-                    if let Some(found) = violation(reached, &request.method, status, &headers, &body) {
+                    let reached = route_of(routes, &request.method, &sent_path);
+                    let contract = reached.map(|r| Contract::of(&r.binary));
+                    if let Some(found) = violation(contract, &request.method, status, &headers, &body) {
                         report.failures.push(format!("{found} for {}", request.summary()));
+                    }
+                    let key = reached.map(|r| (r.method.clone(), r.path.clone()));
+                    if let Some(statuses) = key.and_then(|key| documented.get(&key))
+                        && !statuses.contains(&status)
+                    {
+                        report.failures.push(format!("{status} is not documented for {}", request.summary()));
                     }
                 }
             }
@@ -574,12 +602,14 @@ async fn generated_requests_to_every_route_get_no_5xx_and_every_4xx_in_its_contr
         .unwrap();
     let routes = Template::load().unwrap().http_routes();
     let material = Material::make(&stack).await;
-    println!("request fuzz: seed {seed:#x}, {per_route} requests per route, {} routes", routes.len());
+    let run = Run { stack: &stack, client, routes, material, documented: documented_statuses(), seed, per_route };
+    println!("request fuzz: seed {seed:#x}, {per_route} requests per route, {} routes", run.routes.len());
 
     let started = Instant::now();
     let mut failures = Vec::new();
-    for route in &routes {
-        let report = fuzz_route(&stack, &client, &routes, route, &material, seed, per_route).await;
+    for route in &run.routes {
+        let report = fuzz_route(&run, route).await;
+        let client = &run.client;
         // Still answering: the page without a token is a 400.
         let alive = client.get(stack.url("/confirm-email")).send().await.map(|r| r.status().as_u16());
         assert_eq!(alive.ok(), Some(400), "the local API stopped answering after {}", report.route);
@@ -595,7 +625,7 @@ async fn generated_requests_to_every_route_get_no_5xx_and_every_4xx_in_its_contr
         assert!(report.requests >= per_route);
         failures.extend(report.failures.into_iter().map(|f| format!("{}: {f}", report.route)));
     }
-    println!("request fuzz: {} requests in {:.1} s", per_route * routes.len(), started.elapsed().as_secs_f64());
+    println!("request fuzz: {} requests in {:.1} s", per_route * run.routes.len(), started.elapsed().as_secs_f64());
     for failure in failures.iter().take(30) {
         println!("VIOLATION {failure}");
     }
