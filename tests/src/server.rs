@@ -1,5 +1,6 @@
 //! The local API: every route of the template on loopback, plus the developer's tools under
-//! `/_local/`: publish a sign-up, mint an access token, and read the mail that was sent.
+//! `/_local/`: publish a sign-up, mint an access token, read the mail that was sent, and the
+//! routes' OpenAPI description.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -47,6 +48,9 @@ pub async fn serve(listener: TcpListener, api: Arc<LocalApi>) -> anyhow::Result<
         });
     }
 }
+
+/// The OpenAPI description of every route, served at `/_local/openapi.json`.
+pub const OPENAPI_PATH: &str = "infra/openapi.json";
 
 type HyperResponse = hyper::Response<Full<Bytes>>;
 
@@ -148,6 +152,12 @@ impl LocalApi {
                 Ok(messages) => json_reply(200, &json!({ "messages": messages })),
                 Err(err) => json_reply(502, &json!({"message": format!("could not read moto's outbox: {err:#}")})),
             },
+            ("GET", "/_local/openapi.json") => {
+                match std::fs::read(crate::template::project_root().join(OPENAPI_PATH)) {
+                    Ok(document) => respond(200, "application/json", document),
+                    Err(err) => json_reply(500, &json!({"message": format!("could not read {OPENAPI_PATH}: {err}")})),
+                }
+            }
             ("GET", "/_local/inbox") => match self.inbox(query.get("to").map(String::as_str)).await {
                 Ok(messages) => respond(200, "text/html; charset=utf-8", inbox_page(&messages)),
                 Err(err) => respond(502, "text/plain", format!("could not read moto's outbox: {err:#}")),
@@ -216,6 +226,7 @@ impl LocalApi {
              <li><code>POST /_local/signup</code> — publish a sign-up event</li>\
              <li><code>POST /_local/token</code> — mint an access token for the posted claims</li>\
              <li><code>GET /_local/users/&lt;id&gt;</code> — a user as stored (status, address, language)</li>\
+             <li><a href=\"/_local/openapi.json\">/_local/openapi.json</a> — the OpenAPI description of the routes</li>\
              <li><a href=\"/_local/inbox\">/_local/inbox</a> and <a href=\"/_local/inbox.json\">/_local/inbox.json</a> — the mail sent</li>\
              </ul></body></html>"
         )

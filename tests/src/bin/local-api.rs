@@ -49,5 +49,6 @@ async fn main() -> anyhow::Result<()> {
     println!("  POST   {base_url}/_local/token       mint an access token");
     println!("  GET    {base_url}/_local/users/ID    a user as stored");
     println!("  GET    {base_url}/_local/inbox       the mail sent (HTML; JSON at /_local/inbox.json)");
+    println!("  GET    {base_url}/_local/openapi.json  the OpenAPI description of the routes");
     serve(listener, api).await
 }
