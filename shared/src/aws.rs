@@ -6,12 +6,16 @@ pub use aws_sdk_dynamodb::config::{Intercept, SharedInterceptor};
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use tokio::sync::OnceCell;
 
+use crate::aws_policy;
+
 #[derive(Default)]
 pub struct AwsClients {
     config: OnceCell<SdkConfig>,
     dynamodb: OnceCell<aws_sdk_dynamodb::Client>,
     sesv2: OnceCell<aws_sdk_sesv2::Client>,
     interceptors: Vec<SharedInterceptor>,
+    /// Where both clients send their calls instead of AWS (the tests' fault proxy).
+    endpoint: Option<String>,
 }
 
 impl AwsClients {
@@ -23,6 +27,12 @@ impl AwsClients {
     /// operations each function makes, to hold the template's IAM policies to them).
     pub fn with_interceptor(interceptor: SharedInterceptor) -> Self {
         Self { interceptors: vec![interceptor], ..Self::default() }
+    }
+
+    /// The same clients, calling `url` instead of AWS.
+    pub fn with_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.endpoint = Some(url.into());
+        self
     }
 
     /// Clients built elsewhere (the unit tests' SDK mocks).
@@ -46,6 +56,10 @@ impl AwsClients {
         self.dynamodb
             .get_or_init(|| async {
                 let mut config = aws_sdk_dynamodb::config::Builder::from(self.config().await);
+                if let Some(url) = &self.endpoint {
+                    config.set_endpoint_url(Some(url.clone()));
+                }
+                config.set_timeout_config(Some(aws_policy::dynamodb_timeouts(aws_policy::function_timeout())));
                 for interceptor in &self.interceptors {
                     config.push_interceptor(interceptor.clone());
                 }
@@ -58,6 +72,15 @@ impl AwsClients {
         self.sesv2
             .get_or_init(|| async {
                 let mut config = aws_sdk_sesv2::config::Builder::from(self.config().await);
+                if let Some(url) = &self.endpoint {
+                    config.set_endpoint_url(Some(url.clone()));
+                }
+                config.set_timeout_config(Some(aws_policy::ses_timeouts(aws_policy::function_timeout())));
+                config.push_retry_classifier(
+                    aws_smithy_runtime_api::client::retries::classifiers::SharedRetryClassifier::new(
+                        aws_policy::SendAtMostOnce,
+                    ),
+                );
                 for interceptor in &self.interceptors {
                     config.push_interceptor(interceptor.clone());
                 }

@@ -4,6 +4,8 @@
 
 pub mod access_token;
 pub mod aws;
+pub mod aws_error;
+pub mod aws_policy;
 pub mod config;
 pub mod confirm_page;
 pub mod contracts;

@@ -210,7 +210,7 @@ impl Mailer for SesMailer {
             .set_configuration_set_name(self.configuration_set.clone())
             .send()
             .await
-            .map_err(|err| MailSendError(anyhow!(err.into_service_error())))?;
+            .map_err(|err| MailSendError(crate::aws_error::redacted("SES", &err)))?;
         Ok(())
     }
 }

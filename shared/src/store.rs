@@ -19,6 +19,7 @@ use aws_sdk_dynamodb::types::{
 use async_trait::async_trait;
 
 use crate::aws::AwsClients;
+use crate::aws_error::redacted;
 use crate::domain::{
     AddressTag, ClientId, EmailAddress, Locale, SendRequirements, SignUp, ThrottleDecision, ThrottleRule, UnixTime,
     User, UserId, UserStatus,
@@ -29,6 +30,8 @@ use crate::ports::{
 };
 
 type Item = HashMap<String, AttributeValue>;
+
+const DYNAMODB: &str = "DynamoDB";
 
 /// The attribute that the table's TTL setting reads.
 pub const TTL_ATTRIBUTE: &str = "expires_at";
@@ -58,7 +61,7 @@ impl UserReader for DynamoStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|err| anyhow!(err.into_service_error()))
+            .map_err(|err| redacted(DYNAMODB, &err))
             .context("reading a user")?;
         output.item().map(user_from_item).transpose()
     }
@@ -75,7 +78,7 @@ impl UserReader for DynamoStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|err| anyhow!(err.into_service_error()))
+            .map_err(|err| redacted(DYNAMODB, &err))
             .context("looking up an address")?;
         let user_id = output.item().and_then(|item| item.get("user_id")).and_then(|id| id.as_s().ok());
         user_id.map(|id| UserId::parse(id).context("stored user_id of an address")).transpose()
@@ -142,12 +145,12 @@ impl UserRegistry for DynamoStore {
             });
             CreateOutcome::Created { user, claim }
         };
-        let err = match result {
+        let (failure, err) = match result {
             Ok(_) => return Ok(created(user)),
-            Err(err) => err.into_service_error(),
+            Err(err) => (redacted(DYNAMODB, &err), err.into_service_error()),
         };
         let TransactWriteItemsError::TransactionCanceledException(canceled) = &err else {
-            return Err(anyhow!(err).context("creating a pending user"));
+            return Err(failure.context("creating a pending user"));
         };
         let reasons = canceled.cancellation_reasons();
         let failed = |index: usize| reasons.get(index).and_then(|r| r.code()) == Some("ConditionalCheckFailed");
@@ -164,7 +167,7 @@ impl UserRegistry for DynamoStore {
         if failed(1) {
             return Ok(CreateOutcome::AddressTaken);
         }
-        Err(anyhow!(err).context("creating a pending user"))
+        Err(failure.context(format!("creating a pending user (cancelled: {})", reason_codes(canceled))))
     }
 
     /// Replaces a pending user's address, in one transaction with its look-ups: the new
@@ -219,12 +222,12 @@ impl UserRegistry for DynamoStore {
             .transact_items(TransactWriteItem::builder().delete(release_old).build())
             .send()
             .await;
-        let err = match result {
+        let (failure, err) = match result {
             Ok(_) => return Ok(Ok(())),
-            Err(err) => err.into_service_error(),
+            Err(err) => (redacted(DYNAMODB, &err), err.into_service_error()),
         };
         let TransactWriteItemsError::TransactionCanceledException(canceled) = &err else {
-            return Err(anyhow!(err).context("changing a pending address"));
+            return Err(failure.context("changing a pending address"));
         };
         let failed = |index: usize| {
             canceled.cancellation_reasons().get(index).and_then(|r| r.code()) == Some("ConditionalCheckFailed")
@@ -234,7 +237,7 @@ impl UserRegistry for DynamoStore {
         } else if failed(0) || failed(2) {
             Ok(Err(AddressChangeRefusal::UserChanged))
         } else {
-            Err(anyhow!(err).context("changing a pending address"))
+            Err(failure.context(format!("changing a pending address (cancelled: {})", reason_codes(canceled))))
         }
     }
 }
@@ -325,7 +328,7 @@ impl SendClaims for DynamoStore {
         match request.send().await {
             Ok(_) => Ok(()),
             Err(err) if is_condition_failure(&err) => Ok(()),
-            Err(err) => Err(anyhow!(err.into_service_error()).context("releasing a send claim")),
+            Err(err) => Err(redacted(DYNAMODB, &err).context("releasing a send claim")),
         }
     }
 
@@ -347,7 +350,7 @@ impl SendClaims for DynamoStore {
             Ok(_) => Ok(()),
             // A newer claim replaced ours (or the address changed): it records its own mail.
             Err(err) if is_condition_failure(&err) => Ok(()),
-            Err(err) => Err(anyhow!(err.into_service_error()).context("recording an accepted mail")),
+            Err(err) => Err(redacted(DYNAMODB, &err).context("recording an accepted mail")),
         }
     }
 }
@@ -427,7 +430,7 @@ impl RequestCounters for DynamoStore {
                 Ok(rule.decide(hits, window.resets_at))
             }
             Err(err) if is_condition_failure(&err) => Ok(ThrottleDecision::Refused { resets_at: window.resets_at }),
-            Err(err) => Err(anyhow!(err.into_service_error()).context("counting a throttled request")),
+            Err(err) => Err(redacted(DYNAMODB, &err).context("counting a throttled request")),
         }
     }
 }
@@ -451,17 +454,25 @@ fn stored_time(item: &Item, name: &str) -> anyhow::Result<Option<UnixTime>> {
 /// The item a failed condition saw (`None`: no item), or the error if the write failed for
 /// another reason.
 fn refused_item(err: SdkError<UpdateItemError, HttpResponse>, doing: &'static str) -> anyhow::Result<Option<Item>> {
+    let failure = redacted(DYNAMODB, &err);
     match err.into_service_error() {
         UpdateItemError::ConditionalCheckFailedException(refusal) => Ok(refusal.item().cloned()),
-        other => Err(anyhow!(other).context(doing)),
+        _ => Err(failure.context(doing)),
     }
+}
+
+/// The codes of a cancelled transaction's reasons (never their messages, which may quote items).
+fn reason_codes(canceled: &aws_sdk_dynamodb::types::error::TransactionCanceledException) -> String {
+    let codes: Vec<&str> = canceled.cancellation_reasons().iter().map(|r| r.code().unwrap_or("?")).collect();
+    codes.join(", ")
 }
 
 /// The item a failed condition saw, or the error if the write failed for another reason.
 fn seen_on_refusal(err: SdkError<UpdateItemError, HttpResponse>, doing: &'static str) -> anyhow::Result<Option<User>> {
+    let failure = redacted(DYNAMODB, &err);
     match err.into_service_error() {
         UpdateItemError::ConditionalCheckFailedException(refusal) => refusal.item().map(user_from_item).transpose(),
-        other => Err(anyhow!(other).context(doing)),
+        _ => Err(failure.context(doing)),
     }
 }
 

@@ -10,6 +10,7 @@ use mailconfirm::aws::AwsClients;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
+use crate::fault_proxy::FaultProxy;
 use crate::gateway::uuid_like;
 use crate::server::{LocalApi, mint_access_token, serve};
 use crate::stack::{Functions, LOCAL_SENDER, TestClock, create_table, local_env, moto_url, verify_sender};
@@ -36,6 +37,16 @@ impl TestStack {
     /// table is always created; `adjust` may point `TABLE_NAME` elsewhere (another stack's
     /// table, or one that does not exist).
     pub async fn start_with(adjust: impl FnOnce(&mut HashMap<String, String>)) -> Self {
+        Self::start_behind(None, adjust).await
+    }
+
+    /// A stack whose functions reach AWS (moto) through a fault-injecting proxy.
+    pub async fn start_with_faults(adjust: impl FnOnce(&mut HashMap<String, String>)) -> (Self, FaultProxy) {
+        let proxy = FaultProxy::start(moto_url().expect("moto's address")).await.expect("the fault proxy");
+        (Self::start_behind(Some(&proxy.url), adjust).await, proxy)
+    }
+
+    async fn start_behind(endpoint: Option<&str>, adjust: impl FnOnce(&mut HashMap<String, String>)) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free loopback port");
         let base_url = format!("http://{}", listener.local_addr().expect("a bound address"));
         let table = format!("test-{}", uuid_like());
@@ -48,7 +59,7 @@ impl TestStack {
         create_table(&aws, &template, &table).await.expect("the table in moto");
         verify_sender(&aws, LOCAL_SENDER).await.expect("the sender identity in moto");
         let clock = Arc::new(TestClock::default());
-        let functions = Functions::build(&env, clock.clone()).expect("every function configured");
+        let functions = Functions::build_calling(&env, clock.clone(), endpoint).expect("every function configured");
         let api = Arc::new(LocalApi {
             gateway: functions.gateway(&template).expect("every route bound"),
             sign_up: functions.sign_up.clone(),
@@ -70,6 +81,11 @@ impl TestStack {
 
     pub fn url(&self, path_and_query: &str) -> String {
         format!("{}{path_and_query}", self.base_url)
+    }
+
+    /// The time the functions see now.
+    pub fn clock_now(&self) -> mailconfirm::domain::UnixTime {
+        mailconfirm::ports::Clock::now(self.clock.as_ref())
     }
 
     /// An address no other test uses.

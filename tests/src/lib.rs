@@ -2,6 +2,7 @@
 //! template, moto for DynamoDB and SES, an API Gateway-style router over every handler, and
 //! the developer's tools (publish a sign-up, mint a token, read the inbox).
 
+pub mod fault_proxy;
 pub mod gateway;
 pub mod harness;
 pub mod server;

@@ -215,13 +215,26 @@ pub struct Functions {
 
 impl Functions {
     pub fn build(env: &HashMap<String, String>, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        Self::build_calling(env, clock, None)
+    }
+
+    /// [`Self::build`], with every function's AWS calls sent to `endpoint` (a fault proxy).
+    pub fn build_calling(
+        env: &HashMap<String, String>,
+        clock: Arc<dyn Clock>,
+        endpoint: Option<&str>,
+    ) -> anyhow::Result<Self> {
         let mut operations = BTreeMap::new();
         let mut http = BTreeMap::new();
         let mut sqs = BTreeMap::new();
         for function in FUNCTIONS {
             let recorder = OperationRecorder::default();
             operations.insert(function.binary.to_owned(), recorder.clone());
-            let aws = Arc::new(AwsClients::with_interceptor(SharedInterceptor::new(recorder)));
+            let mut aws = AwsClients::with_interceptor(SharedInterceptor::new(recorder));
+            if let Some(url) = endpoint {
+                aws = aws.with_endpoint(url);
+            }
+            let aws = Arc::new(aws);
             let wiring = Wiring::new(env, aws, clock.clone());
             match function.constructor {
                 Constructor::Http(build) => {

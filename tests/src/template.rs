@@ -12,6 +12,7 @@ pub fn project_root() -> PathBuf {
 
 pub struct Template {
     resources: serde_json::Map<String, Value>,
+    document: Value,
 }
 
 /// An HTTP route of the HTTP API, and the binary that serves it.
@@ -42,7 +43,12 @@ impl Template {
         let json = serde_json::to_value(yaml).context("converting the SAM template")?;
         let resources =
             json.get("Resources").and_then(Value::as_object).context("the template has no Resources")?.clone();
-        Ok(Self { resources })
+        Ok(Self { resources, document: json })
+    }
+
+    /// The whole template, as JSON.
+    pub fn document(&self) -> &Value {
+        &self.document
     }
 
     /// Every resource, by logical id. Intrinsics read as one-key maps: `{"!Ref": "Table"}`.

@@ -98,3 +98,15 @@ fn every_function_raises_an_alarm_on_errors_and_on_throttles() {
         }
     }
 }
+
+#[test]
+fn the_aws_calls_budget_is_the_functions_timeout() {
+    let template = Template::load().unwrap();
+    let globals = &template.document()["Globals"]["Function"];
+    let timeout = globals["Timeout"].as_u64().unwrap();
+    let budget = globals["Environment"]["Variables"]["FUNCTION_TIMEOUT_SECONDS"].as_str().unwrap();
+    assert_eq!(budget.parse::<u64>().unwrap(), timeout);
+    for function in template.functions() {
+        assert!(function.properties.get("Timeout").is_none(), "{} overrides Timeout", function.logical_id);
+    }
+}

@@ -1,0 +1,78 @@
+//! How long an AWS call may take and when the SDK may try it again, decided per service.
+//!
+//! - **Time.** Every attempt and every operation has a bound well inside the function's
+//!   `Timeout` (`FUNCTION_TIMEOUT_SECONDS`, 10 s by default): a claim, a mail and a release
+//!   together take at most 60 % of it, so a hung call ends in the contract's own 5xx with the
+//!   claim given back, never in API Gateway's timeout.
+//! - **DynamoDB** keeps the SDK's standard retries (3 attempts with backoff). Its writes are
+//!   conditional and carry a claim id, so a retry after an applied-but-lost write recognises it.
+//! - **SES** sends at most once per request: the SDK retries only answers that prove SES did
+//!   not accept the mail (throttling, `TooManyRequestsException`). After a 5xx, a timeout or a
+//!   dropped connection SES may have sent it, so the request fails instead of sending twice.
+
+use std::time::Duration;
+
+use aws_sdk_sesv2::config::retry::{ClassifyRetry, RetryAction};
+use aws_smithy_runtime_api::client::interceptors::context::InterceptorContext;
+use aws_smithy_runtime_api::client::retries::classifiers::RetryClassifierPriority;
+use aws_smithy_types::timeout::TimeoutConfig;
+
+/// The function's `Timeout`, from `FUNCTION_TIMEOUT_SECONDS` (the template sets it), else 10 s.
+pub fn function_timeout() -> Duration {
+    let seconds = std::env::var("FUNCTION_TIMEOUT_SECONDS").ok().and_then(|value| value.trim().parse::<u64>().ok());
+    Duration::from_secs(seconds.filter(|s| (1..=900).contains(s)).unwrap_or(10))
+}
+
+/// DynamoDB: 15 % of the budget per operation (all its attempts), 5 % per attempt.
+pub fn dynamodb_timeouts(budget: Duration) -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(budget.mul_f32(0.05).max(Duration::from_millis(200)))
+        .operation_attempt_timeout(budget.mul_f32(0.05).max(Duration::from_millis(300)))
+        .operation_timeout(budget.mul_f32(0.15))
+        .build()
+}
+
+/// SES: 30 % of the budget for the send, one attempt unless SES says it refused.
+pub fn ses_timeouts(budget: Duration) -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(budget.mul_f32(0.05).max(Duration::from_millis(200)))
+        .operation_attempt_timeout(budget.mul_f32(0.15))
+        .operation_timeout(budget.mul_f32(0.30))
+        .build()
+}
+
+/// Retries a send only when SES's answer says the mail was not accepted.
+#[derive(Debug, Default)]
+pub struct SendAtMostOnce;
+
+impl ClassifyRetry for SendAtMostOnce {
+    fn classify_retry(&self, ctx: &InterceptorContext) -> RetryAction {
+        match ctx.response().map(|response| response.status().as_u16()) {
+            // Throttled: SES refused it; the SDK's own classifiers retry it with backoff.
+            Some(429) => RetryAction::NoActionIndicated,
+            // Any other answer is final, and no answer (timeout, dropped connection) is ambiguous.
+            _ => RetryAction::RetryForbidden,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "SendAtMostOnce"
+    }
+
+    fn priority(&self) -> RetryClassifierPriority {
+        RetryClassifierPriority::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_claim_a_mail_and_a_release_fit_well_inside_the_function_timeout() {
+        let budget = Duration::from_secs(10);
+        let dynamodb = dynamodb_timeouts(budget).operation_timeout().unwrap();
+        let ses = ses_timeouts(budget).operation_timeout().unwrap();
+        assert!(dynamodb * 2 + ses <= budget.mul_f32(0.6) + Duration::from_millis(1), "{dynamodb:?} {ses:?}");
+    }
+}

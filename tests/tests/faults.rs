@@ -1,0 +1,280 @@
+//! AWS misbehaving, through a fault-injecting proxy between the functions' SDK clients and
+//! moto: what each contract answers, how long it takes, how many mails go out, what state is
+//! left, and that a retry after the fault clears succeeds.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mailconfirm::domain::{EmailAddress, SignUp, UnixTime, UserId};
+use mailconfirm::ports::{CreateOutcome, UserRegistry};
+use mailconfirm::store::DynamoStore;
+use mailconfirm_local::fault_proxy::{Fault, FaultProxy};
+use mailconfirm_local::harness::TestStack;
+use mailconfirm_local::server::mint_access_token;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const SEND: &str = "/api/auth/email/verification/send";
+
+async fn singularity_send(stack: &TestStack, user_id: &str) -> (StatusCode, Value) {
+    let response =
+        stack.http.post(stack.url(SEND)).bearer_auth(stack.access_token(user_id)).send().await.expect("an answer");
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// A stack behind a proxy with one user signed up (its sign-up mail sent), and a cooldown of
+/// one second so a resend may follow at once.
+async fn faulty_stack() -> (TestStack, FaultProxy, String, String) {
+    let (stack, proxy) = TestStack::start_with_faults(|env| {
+        env.insert("COOLDOWN_SECONDS".into(), "1".into());
+    })
+    .await;
+    let (user_id, email) = stack.signed_up_user(None).await;
+    stack.clock.advance(2);
+    (stack, proxy, user_id, email)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_claim_applied_but_answered_500_is_recognised_by_its_retry_and_the_mail_goes_out() {
+    let (stack, proxy, user_id, email) = faulty_stack().await;
+    proxy.inject("UpdateItem", Fault::ApplyThenAnswer { status: 500, body: "{}".into() }, 1);
+
+    let (status, body) = singularity_send(&stack, &user_id).await;
+
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(stack.mails_to(&email).await.len(), 2, "the sign-up mail and this one");
+    assert!(proxy.count("UpdateItem") >= 2, "the SDK retried the claim");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mail_that_ses_may_have_accepted_is_not_sent_twice() {
+    let (stack, proxy, user_id, email) = faulty_stack().await;
+    proxy.inject("SendEmail", Fault::ApplyThenAnswer { status: 500, body: "{}".into() }, 1);
+
+    let (status, body) = singularity_send(&stack, &user_id).await;
+
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert_eq!(body["code"], "EMAIL_SEND_FAILURE");
+    assert_eq!(proxy.count("SendEmail"), 2, "the sign-up's send and one attempt of this one: no SDK retry");
+    assert_eq!(stack.mails_to(&email).await.len(), 2, "SES got it once; it is not sent a second time");
+    // The claim was given back: asking again sends at once.
+    let (status, _) = singularity_send(&stack, &user_id).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_throttled_send_is_retried_by_the_sdk_and_goes_out_once() {
+    let (stack, proxy, user_id, email) = faulty_stack().await;
+    proxy.inject("SendEmail", Fault::ses_throttled(), 1);
+
+    let (status, body) = singularity_send(&stack, &user_id).await;
+
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(stack.mails_to(&email).await.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hung_ses_ends_in_the_contracts_5xx_within_the_budget_with_the_claim_released() {
+    let (stack, proxy, user_id, email) = faulty_stack().await;
+    proxy.inject("SendEmail", Fault::Hang(Duration::from_secs(30)), 1);
+
+    let started = Instant::now();
+    let (status, body) = singularity_send(&stack, &user_id).await;
+    let took = started.elapsed();
+
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert_eq!(body["code"], "EMAIL_SEND_FAILURE");
+    assert!(took < Duration::from_secs(6), "answered after {took:?}, past 60 % of the 10 s timeout");
+    assert_eq!(stack.mails_to(&email).await.len(), 1, "only the sign-up mail");
+    let (status, _) = singularity_send(&stack, &user_id).await;
+    assert_eq!(status, StatusCode::OK, "the claim was given back");
+    assert_eq!(stack.mails_to(&email).await.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hung_dynamodb_ends_in_the_contracts_5xx_within_the_budget() {
+    let (stack, proxy, user_id, _) = faulty_stack().await;
+    proxy.inject("UpdateItem", Fault::Hang(Duration::from_secs(30)), 10);
+
+    let started = Instant::now();
+    let (status, body) = singularity_send(&stack, &user_id).await;
+    let took = started.elapsed();
+
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert_eq!(body["code"], "DATABASE_FAILURE");
+    assert!(took < Duration::from_secs(3), "answered after {took:?}");
+    proxy.clear();
+    let (status, _) = singularity_send(&stack, &user_id).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sign_up_whose_invocation_died_mid_send_is_mailed_once_on_redelivery() {
+    let stack = TestStack::start().await;
+    let store = DynamoStore::new(stack.aws.clone(), stack.table.clone());
+    let user_id = format!("died-{}", mailconfirm_local::gateway::uuid_like());
+    let email = stack.unique_email("died");
+    let event = json!({ "user_id": user_id, "email": email });
+    // What a sign-up invocation leaves when it dies after its transaction, before SES answers.
+    let sign_up = SignUp {
+        user_id: UserId::parse(&user_id).unwrap(),
+        email: EmailAddress::parse(&email).unwrap(),
+        locale: None,
+        client_id: None,
+    };
+    let now = stack.clock_now();
+    let created = store.create_pending_user(&sign_up, now, Some(UnixTime(now.0 + 60))).await.unwrap();
+    assert!(matches!(created, CreateOutcome::Created { .. }));
+
+    let early = stack.sign_up(event.clone()).await;
+    assert_eq!(early.batch_item_failures.len(), 1, "redelivered while the claim is held: back to the queue");
+    assert!(stack.mails_to(&email).await.is_empty());
+
+    stack.clock.advance(61);
+    assert!(stack.sign_up(event.clone()).await.batch_item_failures.is_empty());
+    assert_eq!(stack.mails_to(&email).await.len(), 1, "sent once the claim lapsed");
+    stack.clock.advance(120);
+    assert!(stack.sign_up(event).await.batch_item_failures.is_empty());
+    assert_eq!(stack.mails_to(&email).await.len(), 1, "an accepted first mail is not sent again");
+}
+
+/// Log lines written while a test runs, captured in memory.
+#[derive(Clone, Default)]
+struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut logs) = self.0.lock() {
+            logs.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl CapturedLogs {
+    fn text(&self) -> String {
+        self.0.lock().map(|logs| String::from_utf8_lossy(&logs).into_owned()).unwrap_or_default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_address_or_token_reaches_a_log_line_whatever_aws_answers() {
+    let logs = CapturedLogs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        // The level the template deploys (ApplicationLogLevel: INFO); below it the SDK itself
+        // logs whole bodies, which is why telemetry keeps its targets at WARN whatever the level.
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::set_global_default(subscriber).expect("the only subscriber of this test process");
+
+    let (stack, proxy) = TestStack::start_with_faults(|env| {
+        env.insert("COOLDOWN_SECONDS".into(), "1".into());
+    })
+    .await;
+    let (user_id, email) = stack.signed_up_user(None).await;
+    let tennpay_id = "4242".to_owned();
+    let tennpay_email = stack.unique_email("tennpay");
+    assert!(
+        stack.sign_up(json!({ "user_id": tennpay_id, "email": tennpay_email })).await.batch_item_failures.is_empty()
+    );
+    let app_user = format!("app-{}", mailconfirm_local::gateway::uuid_like());
+    let app_email = stack.unique_email("app");
+    let app_event = json!({ "user_id": app_user, "email": app_email, "client_id": "app-1" });
+    assert!(stack.sign_up(app_event).await.batch_item_failures.is_empty());
+    stack.clock.advance(2);
+    let late_email = stack.unique_email("late");
+    let expired_link = stack.link_token_issued_at(&user_id, &email, "en", UnixTime::now().0 - 10 * 86_400);
+    let user_token = stack.access_token(&user_id);
+    let app_token = mint_access_token(json!({ "sub": app_user, "client_id": "app-1", "scope": "write" }));
+    let tennpay_token = stack.access_token(&tennpay_id);
+    let mut secrets = vec![
+        email.clone(),
+        tennpay_email.clone(),
+        app_email.clone(),
+        late_email.clone(),
+        expired_link.clone(),
+        user_token.clone(),
+        app_token.clone(),
+        tennpay_token.clone(),
+    ];
+    for mail in [&email, &tennpay_email, &app_email] {
+        secrets.push(stack.latest_link_token(mail).await);
+    }
+
+    // Every route that sends, with SES refusing in the words that name the recipient, then
+    // with DynamoDB failing in words that quote the address.
+    let faults = [
+        ("SendEmail", Fault::ses_message_rejected(&format!("{email}, {tennpay_email}, {app_email}, {late_email}"))),
+        (
+            "UpdateItem",
+            Fault::Answer {
+                status: 400,
+                headers: vec![("content-type".into(), "application/x-amz-json-1.0".into())],
+                body: format!(
+                    r#"{{"__type":"com.amazon.coral.validate#ValidationException","message":"Invalid item: {email} {app_email} {tennpay_email}"}}"#
+                ),
+            },
+        ),
+    ];
+    for (operation, fault) in faults {
+        proxy.clear();
+        proxy.inject(operation, fault, 1_000);
+        let answers = [
+            stack.http.post(stack.url(SEND)).bearer_auth(&user_token).send().await.unwrap().status(),
+            stack
+                .http
+                .post(stack.url(&format!("/api/users/resendconfirmation/{email}")))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            stack
+                .http
+                .post(stack.url("/User/email/send-confirmation"))
+                .bearer_auth(&tennpay_token)
+                .json(&json!({ "id": tennpay_id.parse::<i64>().unwrap(), "email": tennpay_email }))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            stack
+                .http
+                .post(stack.url("/api/v1/emails/confirmations"))
+                .bearer_auth(&app_token)
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            stack
+                .http
+                .post(stack.url("/confirm-email"))
+                .form(&[("token", expired_link.as_str()), ("action", "send-new-link")])
+                .send()
+                .await
+                .unwrap()
+                .status(),
+        ];
+        for status in answers {
+            assert!(status.is_server_error(), "{operation}: every route answers its 5xx, not {status}");
+        }
+        let late = json!({ "user_id": format!("late-{operation}"), "email": late_email });
+        assert_eq!(stack.sign_up(late).await.batch_item_failures.len(), 1, "{operation}: the sign-up is redelivered");
+        stack.clock.advance(2);
+    }
+
+    let text = logs.text();
+    assert!(text.contains("MessageRejected"), "SES's refusal is logged by its code");
+    assert!(text.contains("ValidationException"), "DynamoDB's too");
+    for secret in &secrets {
+        let leaking: Vec<&str> = text.lines().filter(|line| line.contains(secret.as_str())).collect();
+        assert!(leaking.is_empty(), "log lines hold {secret}: {leaking:#?}");
+    }
+}
