@@ -12,11 +12,12 @@ pub mod link_token;
 pub mod mail;
 pub mod signup_events;
 pub mod store;
+pub mod telemetry;
 pub mod usecases;
 
 /// Structured logs as Lambda's advanced logging controls ask for (`AWS_LAMBDA_LOG_FORMAT`).
 pub fn init_telemetry() {
-    lambda_http::tracing::init_default_subscriber();
+    telemetry::init();
 }
 
 /// Reads a function's configuration, or ends the start with the variable that is wrong.
