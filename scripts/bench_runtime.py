@@ -347,9 +347,10 @@ class FakeRuntime:
                 )
                 self.send_header("Lambda-Runtime-Trace-Id", trace)
                 self.end_headers()
+                # Before the body goes out: a fast function answers before this thread runs on.
+                runtime.sent[request_id] = now_ns()
                 self.wfile.write(runtime.event)
                 self.wfile.flush()
-                runtime.sent[request_id] = now_ns()
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -411,8 +412,8 @@ def describe(binary: str, kind: str, body: bytes) -> tuple[str, bool]:
         value = None
     if kind != "response":
         if isinstance(value, dict):
-            return f"{kind}: {value.get('errorType')}: {value.get('errorMessage')}", False
-        return f"{kind}: {body[:200]!r}", False
+            return f"{kind}: {value.get('errorType')}: {value.get('errorMessage')}"[:80], False
+        return f"{kind}: {body[:80]!r}", False
     if binary == BARE:
         return ("echo ok", True) if value == BARE_EVENT else (f"echo differs: {body[:80]!r}", False)
     if isinstance(value, dict) and "statusCode" in value:
