@@ -1,30 +1,41 @@
-"""The measuring half of scripts/bench: a fake Lambda Runtime API on 127.0.0.1, and a table.
+"""The measuring half of scripts/bench: a fake Lambda Runtime API, a counting proxy in front of
+moto, and two tables.
 
-For every function binary of the workspace (functions/*) plus the bare `lambda_runtime` echo
-binary (tests/bare-runtime), from target/release:
-- size of the binary;
-- start-up: median over --runs spawns of the time from spawn to the first
-  `GET /2018-06-01/runtime/invocation/next` (the request is then dropped and the process killed);
-- peak RSS: the fake API answers /next with infra/events/<binary>.json, waits for the
-  POST .../response (or .../error), then VmHWM is read from /proc/<pid>/status.
+For every function binary of the workspace (functions/*) and the bare `lambda_runtime` echo
+binary (tests/bare-runtime), from the release directory:
+- size of the x86_64 binary, and of the arm64 `bootstrap` in infra/.aws-sam/build when
+  `scripts/build` made one;
+- per round (--runs rounds, every binary once per round, interleaved): moto is reset and set up
+  from infra/template.yaml, then each binary is spawned in the order of
+  tests/tests/event_replay.rs (sign-up first, so later events find their user) and
+    - init = spawn to the request line of its first `GET /next`;
+    - first invocation = infra/events/<binary>.json sent, to its `POST .../response` (or error)
+      received, minus the time its AWS calls spent in the proxy (moto's time, not the function's);
+    - the AWS calls of that invocation, by operation, as the proxy saw them;
+- for --warm-functions, --warm invocations of the same event in one process after the first:
+  own time (as above) median and p99, CPU time per invocation (utime + stime from /proc), peak
+  RSS (VmHWM), and the outcomes.
 
-Run by scripts/bench after start_moto (AWS_ENDPOINT_URL and dummy credentials exported); it
-creates the table (from infra/template.yaml) and verifies the sender in moto first. The
-invocations run in the order of tests/tests/event_replay.rs, so that signup-events creates the
-user every later event names and each function does its real work against moto.
+Run by scripts/bench after start_moto (AWS_ENDPOINT_URL and dummy credentials exported). Every
+local server here sets TCP_NODELAY: Python's http.server writes headers and body separately, and
+Nagle plus delayed ACKs would add ~40 ms to each reply on a kept-alive connection.
 """
 
 import argparse
+import collections
+import http.client
 import json
 import os
 import platform
+import queue
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import threading
 import time
+import urllib.parse
+import urllib.request
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -35,10 +46,12 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 BARE = "bare-runtime"
 NEXT_PATH = "/2018-06-01/runtime/invocation/next"
+MB = 1_000_000
 MIB = 1 << 20
-# Targets, printed next to the table and never asserted.
-STARTUP_RATIO_MAX = 1.5
-BOOTSTRAP_MAX_BYTES = 5 * MIB
+# Targets, printed next to the tables and never asserted.
+INIT_FIRST_RATIO_MAX = 2.0
+X86_64_MAX_BYTES = 5.5 * MB
+ARM64_MAX_BYTES = 5 * MB
 RSS_MAX_BYTES = 12 * MIB
 # The order of tests/tests/event_replay.rs: sign-up first, confirmation last.
 FLOW = [
@@ -52,12 +65,17 @@ FLOW = [
     "confirm-page",
     "singularity-verify-email",
 ]
+WARM_DEFAULT = ["singularity-send-verification", "singularity-verification-cooldown", "confirm-page"]
 BARE_EVENT = {"bench": "echo", "numbers": [1, 2, 3], "nested": {"ok": True}}
-INVOCATION_TIMEOUT_S = 30.0
+TIMEOUT_S = 30.0
 
 
 def log(message: str) -> None:
     print(f"==> {message}", file=sys.stderr, flush=True)
+
+
+def now_ns() -> int:
+    return time.perf_counter_ns()
 
 
 # ---------------------------------------------------------------- workspace and environment
@@ -85,8 +103,31 @@ def workspace_binaries() -> tuple[Path, list[str]]:
     return Path(meta["target_directory"]) / "release", binaries
 
 
-def function_env(binary: str, runtime_api: str) -> dict[str, str]:
-    """What Lambda would set, plus env.json and the moto endpoint; nothing else (no HOME)."""
+class _CfnLoader(yaml.SafeLoader):
+    """Reads a CloudFormation template, keeping intrinsic functions (!Ref, !If, ...) as plain data."""
+
+
+_CfnLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
+
+
+def template() -> dict:
+    return yaml.load((ROOT / "infra/template.yaml").read_text(), Loader=_CfnLoader)
+
+
+def arm64_sizes() -> dict[str, int]:
+    """Binary name -> size of the arm64 bootstrap that `sam build` left in infra/.aws-sam/build."""
+    build = ROOT / "infra/.aws-sam/build"
+    sizes = {}
+    for logical_id, resource in template()["Resources"].items():
+        binary = ((resource.get("Metadata") or {}).get("BuildProperties") or {}).get("Binary")
+        bootstrap = build / logical_id / "bootstrap"
+        if binary and bootstrap.is_file():
+            sizes[binary] = bootstrap.stat().st_size
+    return sizes
+
+
+def function_env(binary: str, runtime_api: str, aws_endpoint: str) -> dict[str, str]:
+    """What Lambda would set, plus env.json and the proxy in front of moto; nothing else (no HOME)."""
     env = dict(json.loads((ROOT / "infra/events/env.json").read_text())["Parameters"])
     env.update(
         {
@@ -95,10 +136,11 @@ def function_env(binary: str, runtime_api: str) -> dict[str, str]:
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
             "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
             "AWS_LAMBDA_LOG_FORMAT": "JSON",
+            "AWS_ENDPOINT_URL": aws_endpoint,
             "PATH": "/usr/local/bin:/usr/bin:/bin",
         }
     )
-    for name in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "AWS_EC2_METADATA_DISABLED"):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "AWS_EC2_METADATA_DISABLED"):
         if name in os.environ:
             env[name] = os.environ[name]
     return env
@@ -127,20 +169,30 @@ def kill(pid: int) -> None:
     os.waitpid(pid, 0)
 
 
-# ---------------------------------------------------------------- moto set-up
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a live process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-class _CfnLoader(yaml.SafeLoader):
-    """Reads a CloudFormation template, keeping intrinsic functions (!Ref, !If, ...) as plain data."""
+def vm_hwm_bytes(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except FileNotFoundError:
+        return None
+    return None
 
 
-_CfnLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
+# ---------------------------------------------------------------- moto and the counting proxy
 
 
-def set_up_moto() -> None:
+def set_up_moto(moto: str) -> None:
+    """Empties moto, then creates the table (from infra/template.yaml) and verifies the sender."""
+    urllib.request.urlopen(urllib.request.Request(f"{moto}/moto-api/reset", method="POST"), timeout=10).read()
     params = json.loads((ROOT / "infra/events/env.json").read_text())["Parameters"]
-    template = yaml.load((ROOT / "infra/template.yaml").read_text(), Loader=_CfnLoader)
-    tables = [r for r in template["Resources"].values() if r.get("Type") == "AWS::DynamoDB::Table"]
+    tables = [r for r in template()["Resources"].values() if r.get("Type") == "AWS::DynamoDB::Table"]
     if len(tables) != 1:
         raise SystemExit(f"expected one AWS::DynamoDB::Table in infra/template.yaml, found {len(tables)}")
     props = tables[0]["Properties"]
@@ -154,7 +206,7 @@ def set_up_moto() -> None:
         create["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
     # boto3 reads AWS_DEFAULT_REGION; start_moto exports the SDK's AWS_REGION.
     region = os.environ.get("AWS_REGION", "us-east-1")
-    dynamodb = boto3.client("dynamodb", region_name=region)
+    dynamodb = boto3.client("dynamodb", region_name=region, endpoint_url=moto)
     dynamodb.create_table(**create)
     ttl = props.get("TimeToLiveSpecification")
     if ttl and ttl.get("Enabled") is True:
@@ -162,131 +214,206 @@ def set_up_moto() -> None:
             TableName=params["TABLE_NAME"],
             TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True},
         )
-    boto3.client("sesv2", region_name=region).create_email_identity(EmailIdentity=params["SENDER_ADDRESS"])
-    keys = ", ".join(f"{k['AttributeName']} {k['KeyType']}" for k in props["KeySchema"])
-    log(f"moto: table {params['TABLE_NAME']} ({keys}, {create['BillingMode']}), sender {params['SENDER_ADDRESS']} verified")
+    boto3.client("sesv2", region_name=region, endpoint_url=moto).create_email_identity(
+        EmailIdentity=params["SENDER_ADDRESS"]
+    )
 
 
-# ---------------------------------------------------------------- start-up
+SES_OPERATIONS = {("POST", "/v2/email/outbound-emails"): "SendEmail"}
+HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "proxy-connection"}
 
 
-def measure_startup(path: Path, binary: str, listener: socket.socket, devnull: int) -> float:
-    """Milliseconds from spawn to the request line of the first GET /next."""
-    env = function_env(binary, "127.0.0.1:%d" % listener.getsockname()[1])
-    started = time.perf_counter_ns()
-    pid = spawn(path, env, devnull)
-    try:
-        conn, _ = listener.accept()
-    except TimeoutError:
-        kill(pid)
-        raise RuntimeError(f"{binary}: no connection to the Runtime API within {listener.gettimeout()} s") from None
-    with conn:
-        conn.settimeout(10)
-        data = b""
-        while b"\r\n" not in data:
-            chunk = conn.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-        arrived = time.perf_counter_ns()
-        kill(pid)
-    line = data.split(b"\r\n", 1)[0].decode(errors="replace")
-    if not line.startswith(f"GET {NEXT_PATH} "):
-        raise RuntimeError(f"{binary}: first request was {line!r}, not GET /next")
-    return (arrived - started) / 1e6
+def operation_of(method: str, path: str, headers) -> str:
+    target = headers.get("X-Amz-Target")
+    if target:  # DynamoDB_20120810.PutItem
+        return "DynamoDB " + target.rsplit(".", 1)[-1]
+    scope = headers.get("Authorization", "").split("Credential=", 1)[-1].split(",", 1)[0].split("/")
+    service = scope[3] if len(scope) > 3 else "?"
+    if service == "ses":
+        return "SES " + SES_OPERATIONS.get((method, urllib.parse.urlsplit(path).path), f"{method} {path}")
+    return f"{service} {method} {path}"
 
 
-# ---------------------------------------------------------------- one invocation
+class AwsProxy:
+    """Forwards every request to moto and records (operation, ns spent) for each."""
+
+    def __init__(self, upstream: str):
+        parts = urllib.parse.urlsplit(upstream)
+        self.upstream = (parts.hostname, parts.port or 80)
+        self.calls: list[tuple[str, int]] = []
+        self.lock = threading.Lock()
+        self.local = threading.local()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
+
+            def log_message(self, format, *args):  # noqa: A002 - the signature of the base class
+                pass
+
+            def forward(self):
+                started = now_ns()
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+                conn = getattr(proxy.local, "conn", None)
+                for attempt in (1, 2):  # a kept-alive connection to moto may have been closed
+                    if conn is None:
+                        conn = http.client.HTTPConnection(*proxy.upstream, timeout=TIMEOUT_S)
+                        proxy.local.conn = conn
+                    try:
+                        conn.request(self.command, self.path, body=body, headers=headers)
+                        response = conn.getresponse()
+                        payload = response.read()
+                        break
+                    except (http.client.HTTPException, OSError):
+                        conn.close()
+                        conn = proxy.local.conn = None
+                        if attempt == 2:
+                            raise
+                self.send_response(response.status, response.reason)
+                for name, value in response.getheaders():
+                    if name.lower() not in HOP_BY_HOP:
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+                self.wfile.flush()
+                with proxy.lock:
+                    proxy.calls.append((operation_of(self.command, self.path, self.headers), now_ns() - started))
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = forward
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
+
+    def mark(self) -> int:
+        with self.lock:
+            return len(self.calls)
+
+    def since(self, mark: int) -> list[tuple[str, int]]:
+        with self.lock:
+            return self.calls[mark:]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
-class Invocation:
-    """State of one fake Runtime API serving exactly one event."""
+# ---------------------------------------------------------------- the fake Runtime API
+
+
+class FakeRuntime:
+    """A Runtime API that hands out the same event each time the bench says so."""
 
     def __init__(self, binary: str):
         self.binary = binary
         self.event = event_for(binary)
-        self.request_id = str(uuid.uuid4())
-        self.served = False
-        self.sent_at = 0
-        self.answered_at = 0
-        self.outcome: tuple[str, bytes] | None = None  # ("response" | "error" | "init-error", body)
-        self.done = threading.Event()
-        self.stop = threading.Event()
-        self.lock = threading.Lock()
+        self.next_arrivals: queue.Queue[int] = queue.Queue()
+        self.permits = threading.Semaphore(0)
+        self.results: queue.Queue[tuple[str, bytes, int, int]] = queue.Queue()
+        self.sent: dict[str, int] = {}
+        self.stopping = threading.Event()
+        runtime = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
+
+            def log_message(self, format, *args):  # noqa: A002 - the signature of the base class
+                pass
+
+            def do_GET(self):
+                if self.path != NEXT_PATH:
+                    return self.reply(404, b'{"errorMessage":"not found"}')
+                runtime.next_arrivals.put(now_ns())
+                while not runtime.permits.acquire(timeout=0.5):
+                    if runtime.stopping.is_set():
+                        self.close_connection = True
+                        return
+                request_id = str(uuid.uuid4())
+                deadline_ms = int(time.time() * 1000) + 10_000
+                trace = f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]};Parent={uuid.uuid4().hex[:16]};Sampled=0"
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(runtime.event)))
+                self.send_header("Lambda-Runtime-Aws-Request-Id", request_id)
+                self.send_header("Lambda-Runtime-Deadline-Ms", str(deadline_ms))
+                self.send_header(
+                    "Lambda-Runtime-Invoked-Function-Arn",
+                    f"arn:aws:lambda:us-east-1:123456789012:function:{runtime.binary}",
+                )
+                self.send_header("Lambda-Runtime-Trace-Id", trace)
+                self.end_headers()
+                # Before the body goes out: a fast function answers before this thread runs on.
+                runtime.sent[request_id] = now_ns()
+                self.wfile.write(runtime.event)
+                self.wfile.flush()
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                answered = now_ns()
+                parts = self.path.split("/")
+                if self.path == "/2018-06-01/runtime/init/error":
+                    kind, sent = "init-error", answered
+                elif len(parts) == 6 and parts[5] in ("response", "error") and parts[4] in runtime.sent:
+                    kind, sent = parts[5], runtime.sent.pop(parts[4])
+                else:
+                    return self.reply(404, b'{"errorMessage":"not found"}')
+                self.reply(202, b'{"status":"OK"}')
+                runtime.results.put((kind, body, sent, answered))
+
+            def reply(self, status: int, body: bytes):
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.address = "127.0.0.1:%d" % self.server.server_address[1]
+
+    def wait_next(self, pid: int) -> int:
+        """When the process asked for its next event; raises if it exited or took too long."""
+        deadline = time.monotonic() + TIMEOUT_S
+        while True:
+            try:
+                return self.next_arrivals.get(timeout=0.01)
+            except queue.Empty:
+                finished, status = os.waitpid(pid, os.WNOHANG)
+                if finished:
+                    raise RuntimeError(f"{self.binary}: exited {os.waitstatus_to_exitcode(status)} before GET /next")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{self.binary}: no GET /next within {TIMEOUT_S:.0f} s")
+
+    def invoke(self) -> tuple[str, bytes, int, int]:
+        """Hands out one event and waits for its answer: (kind, body, sent ns, answered ns)."""
+        self.permits.release()
+        try:
+            return self.results.get(timeout=TIMEOUT_S)
+        except queue.Empty:
+            raise RuntimeError(f"{self.binary}: no answer within {TIMEOUT_S:.0f} s") from None
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.server.shutdown()
+        self.server.server_close()
 
 
-def handler_for(inv: Invocation):
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format, *args):  # noqa: A002 - the signature of the base class
-            pass
-
-        def do_GET(self):
-            if self.path != NEXT_PATH:
-                return self.reply(404, b'{"errorMessage":"not found"}')
-            with inv.lock:
-                first = not inv.served
-                inv.served = True
-            if not first:
-                inv.stop.wait(INVOCATION_TIMEOUT_S + 5)  # hold the next /next until the process is killed
-                self.close_connection = True
-                return
-            deadline_ms = int(time.time() * 1000) + 10_000
-            trace = f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]};Parent={uuid.uuid4().hex[:16]};Sampled=0"
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(inv.event)))
-            self.send_header("Lambda-Runtime-Aws-Request-Id", inv.request_id)
-            self.send_header("Lambda-Runtime-Deadline-Ms", str(deadline_ms))
-            self.send_header(
-                "Lambda-Runtime-Invoked-Function-Arn", f"arn:aws:lambda:us-east-1:123456789012:function:{inv.binary}"
-            )
-            self.send_header("Lambda-Runtime-Trace-Id", trace)
-            self.end_headers()
-            self.wfile.write(inv.event)
-            self.wfile.flush()
-            inv.sent_at = time.perf_counter_ns()
-
-        def do_POST(self):
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            prefix = f"/2018-06-01/runtime/invocation/{inv.request_id}/"
-            if self.path == prefix + "response":
-                kind = "response"
-            elif self.path == prefix + "error":
-                kind = "error"
-            elif self.path == "/2018-06-01/runtime/init/error":
-                kind = "init-error"
-            else:
-                return self.reply(404, b'{"errorMessage":"not found"}')
-            inv.answered_at = time.perf_counter_ns()
-            self.reply(202, b'{"status":"OK"}')
-            inv.outcome = (kind, body)
-            inv.done.set()
-
-        def reply(self, status: int, body: bytes):
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    return Handler
-
-
-def describe(binary: str, outcome: tuple[str, bytes] | None) -> tuple[str, bool]:
-    """A short result for the table, and whether the invocation worked."""
-    if outcome is None:
-        return "no answer", False
-    kind, body = outcome
+def describe(binary: str, kind: str, body: bytes) -> tuple[str, bool]:
+    """A short outcome for the tables, and whether the invocation worked."""
     try:
         value = json.loads(body) if body else None
     except ValueError:
         value = None
     if kind != "response":
         if isinstance(value, dict):
-            return f"{kind}: {value.get('errorType')}: {value.get('errorMessage')}", False
-        return f"{kind}: {body[:200]!r}", False
+            return f"{kind}: {value.get('errorType')}: {value.get('errorMessage')}"[:80], False
+        return f"{kind}: {body[:80]!r}", False
     if binary == BARE:
         return ("echo ok", True) if value == BARE_EVENT else (f"echo differs: {body[:80]!r}", False)
     if isinstance(value, dict) and "statusCode" in value:
@@ -297,56 +424,90 @@ def describe(binary: str, outcome: tuple[str, bytes] | None) -> tuple[str, bool]
     return f"response {body[:80]!r}", True
 
 
-def vm_hwm_bytes(pid: int) -> int | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except FileNotFoundError:
-        return None
-    return None
+def calls_text(calls: list[str]) -> str:
+    if not calls:
+        return "-"
+    counts = collections.Counter(calls)
+    return ", ".join(f"{op}" + (f" x{n}" if n > 1 else "") for op, n in counts.items())
 
 
-def measure_invocation(path: Path, binary: str, log_dir: Path) -> dict:
-    inv = Invocation(binary)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler_for(inv))
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    log_path = log_dir / f"{binary}.log"
-    result = {"log": log_path}
-    with open(log_path, "wb") as out:
-        pid = spawn(path, function_env(binary, "127.0.0.1:%d" % server.server_address[1]), out.fileno())
-    exit_status = None
+# ---------------------------------------------------------------- measurements
+
+
+class Measured:
+    def __init__(self):
+        self.init_ms: list[float] = []
+        self.first_own_ms: list[float] = []
+        self.first_aws_ms: list[float] = []
+        self.calls: list[str] | None = None
+        self.outcome = ""
+        self.ok = True
+        self.hwm: int | None = None
+
+
+def first_invocation(path: Path, binary: str, proxy: AwsProxy, out_fd: int, m: Measured) -> None:
+    runtime = FakeRuntime(binary)
+    started = now_ns()
+    pid = spawn(path, function_env(binary, runtime.address, proxy.url), out_fd)
     try:
-        deadline = time.monotonic() + INVOCATION_TIMEOUT_S
-        while not inv.done.wait(0.01):
-            finished, status = os.waitpid(pid, os.WNOHANG)
-            if finished:
-                exit_status = os.waitstatus_to_exitcode(status)
-                break
-            if time.monotonic() > deadline:
-                break
-        if exit_status is None:
-            result["hwm"] = vm_hwm_bytes(pid)
+        asked = runtime.wait_next(pid)
+        mark = proxy.mark()
+        kind, body, sent, answered = runtime.invoke()
+        runtime.wait_next(pid)  # the invocation is over once the next one is asked for
+        m.hwm = max(m.hwm or 0, vm_hwm_bytes(pid) or 0) or None
     finally:
-        if exit_status is None:
-            kill(pid)
-        inv.stop.set()
-        server.shutdown()
-        server.server_close()
-    if exit_status is not None:
-        result["result"], result["ok"] = f"exited {exit_status} before answering", False
-    elif not inv.done.is_set():
-        result["result"], result["ok"] = f"no answer within {INVOCATION_TIMEOUT_S:.0f} s", False
-    else:
-        result["result"], result["ok"] = describe(binary, inv.outcome)
-        result["invoke_ms"] = (inv.answered_at - inv.sent_at) / 1e6 if inv.sent_at else None
-        result["body"] = inv.outcome[1] if inv.outcome else b""
-    return result
+        kill(pid)
+        runtime.close()
+    calls = proxy.since(mark)
+    aws_ns = sum(ns for _, ns in calls)
+    m.init_ms.append((asked - started) / 1e6)
+    m.first_own_ms.append((answered - sent - aws_ns) / 1e6)
+    m.first_aws_ms.append(aws_ns / 1e6)
+    outcome, ok = describe(binary, kind, body)
+    ops = [op for op, _ in calls]
+    if m.calls is None:
+        m.calls, m.outcome = ops, outcome
+    elif (ops, outcome) != (m.calls, m.outcome):
+        m.outcome = f"{m.outcome} (varies: {outcome})"
+    m.ok = m.ok and ok
 
 
-# ---------------------------------------------------------------- table
+def warm(path: Path, binary: str, proxy: AwsProxy, out_fd: int, count: int) -> dict:
+    runtime = FakeRuntime(binary)
+    pid = spawn(path, function_env(binary, runtime.address, proxy.url), out_fd)
+    own: list[float] = []
+    outcomes: collections.Counter[str] = collections.Counter()
+    calls = 0
+    try:
+        runtime.wait_next(pid)
+        runtime.invoke()  # the first invocation builds what is built on first use
+        runtime.wait_next(pid)
+        cpu_before = cpu_seconds(pid)
+        for _ in range(count):
+            mark = proxy.mark()
+            kind, body, sent, answered = runtime.invoke()
+            runtime.wait_next(pid)
+            made = proxy.since(mark)
+            calls += len(made)
+            own.append((answered - sent - sum(ns for _, ns in made)) / 1e6)
+            outcomes[describe(binary, kind, body)[0]] += 1
+        cpu = cpu_seconds(pid) - cpu_before
+        hwm = vm_hwm_bytes(pid)
+    finally:
+        kill(pid)
+        runtime.close()
+    own.sort()
+    return {
+        "median": statistics.median(own),
+        "p99": own[min(len(own) - 1, int(len(own) * 0.99))],
+        "cpu_ms": cpu * 1000 / count,
+        "hwm": hwm,
+        "calls": calls / count,
+        "outcomes": ", ".join(f"{o} x{n}" for o, n in outcomes.most_common()),
+    }
+
+
+# ---------------------------------------------------------------- tables
 
 
 def render(rows: list[list[str]], right: set[int]) -> str:
@@ -364,15 +525,24 @@ def mark(ok: bool) -> str:
     return "  " if ok else " !"
 
 
+def size_cell(size: int | None, limit: float) -> str:
+    return "n/a" if size is None else f"{size / MB:.2f}" + mark(size <= limit)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=20, help="start-up runs per binary (default 20)")
-    parser.add_argument("--log-dir", type=Path, default=ROOT / ".local/bench", help="function output of the invocations")
+    parser.add_argument("--runs", type=int, default=20, help="interleaved rounds: init and first invocation (default 20)")
+    parser.add_argument("--warm", type=int, default=1000, help="warm invocations per --warm-functions binary (default 1000)")
+    parser.add_argument("--warm-functions", default=",".join(WARM_DEFAULT), help="comma-separated binaries to run warm")
+    parser.add_argument("--log-dir", type=Path, default=ROOT / ".local/bench", help="function output")
     parser.add_argument("--bin-dir", type=Path, help="binaries to measure (default: the workspace's target/release)")
     args = parser.parse_args()
-    if args.runs < 1:
-        parser.error("--runs must be at least 1")
+    if args.runs < 1 or args.warm < 1:
+        parser.error("--runs and --warm must be at least 1")
 
+    moto = os.environ.get("AWS_ENDPOINT_URL")
+    if not moto:
+        raise SystemExit("AWS_ENDPOINT_URL is not set: run this through scripts/bench")
     release, functions = workspace_binaries()
     bin_dir = args.bin_dir or release
     binaries = [BARE] + functions
@@ -380,69 +550,83 @@ def main() -> int:
     missing = [str(p) for p in paths.values() if not p.is_file()]
     if missing:
         raise SystemExit("missing release binaries (build without --no-build):\n  " + "\n  ".join(missing))
+    warm_functions = [b for b in args.warm_functions.split(",") if b]
+    unknown = [b for b in warm_functions if b not in paths]
+    if unknown:
+        raise SystemExit(f"unknown --warm-functions: {', '.join(unknown)}")
     args.log_dir.mkdir(parents=True, exist_ok=True)
+    arm64 = arm64_sizes()
 
-    set_up_moto()
-
-    # Start-up: one untimed warm-up spawn each (page cache), then the runs round-robin so that
-    # any drift of the machine spreads evenly over the binaries.
-    log(f"start-up: {args.runs} runs of {len(binaries)} binaries, round-robin")
-    times: dict[str, list[float]] = {b: [] for b in binaries}
-    listener = socket.socket()
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    listener.settimeout(10)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        for binary in binaries:
-            measure_startup(paths[binary], binary, listener, devnull)
+    proxy = AwsProxy(moto)
+    measured = {b: Measured() for b in binaries}
+    log(f"{args.runs} rounds of {len(binaries)} binaries: init and first invocation, against moto through a counting proxy")
+    with open(args.log_dir / "first-invocations.log", "wb") as out:
+        for binary in binaries:  # one untimed round first: page cache, moto's own warm-up
+            set_up_moto(moto)
+            first_invocation(paths[binary], binary, proxy, out.fileno(), Measured())
         for _ in range(args.runs):
+            set_up_moto(moto)
             for binary in binaries:
-                times[binary].append(measure_startup(paths[binary], binary, listener, devnull))
-    finally:
-        os.close(devnull)
-        listener.close()
+                first_invocation(paths[binary], binary, proxy, out.fileno(), measured[binary])
 
-    log("one invocation each, against moto, in the order of tests/tests/event_replay.rs")
-    invocations = {}
-    for binary in binaries:
-        invocations[binary] = measure_invocation(paths[binary], binary, args.log_dir)
-        log(f"  {binary}: {invocations[binary]['result']}")
+    warm_results = {}
+    for binary in [BARE] + warm_functions:
+        log(f"{args.warm} warm invocations of {binary}")
+        set_up_moto(moto)
+        with open(args.log_dir / "warm.log", "ab") as out:
+            for setup in FLOW[: FLOW.index(binary)] if binary in FLOW else []:
+                first_invocation(paths[setup], setup, proxy, out.fileno(), Measured())  # the state its event expects
+            warm_results[binary] = warm(paths[binary], binary, proxy, out.fileno(), args.warm)
+    proxy.close()
 
-    bare_median = statistics.median(times[BARE])
-    header = [
-        "binary",
-        "size (bytes)",
-        "size (MB)",
-        "start-up median (ms)",
-        "min-max (ms)",
-        "x bare",
-        "peak RSS (MB)",
-        "1st invoke (ms)",
-        "invocation",
+    bare = measured[BARE]
+    bare_total = statistics.median([i + f for i, f in zip(bare.init_ms, bare.first_own_ms)])
+    rows = [
+        [
+            "binary",
+            "x86_64 (MB)",
+            "arm64 (MB)",
+            "init (ms)",
+            "init + 1st own (ms)",
+            "x bare",
+            "1st AWS (ms)",
+            "peak RSS (MiB)",
+            "1st invocation",
+            "AWS calls of the 1st invocation",
+        ]
     ]
-    rows = [header]
     for binary in binaries:
-        size = paths[binary].stat().st_size
-        median = statistics.median(times[binary])
-        ratio = median / bare_median
-        inv = invocations[binary]
-        hwm = inv.get("hwm")
-        invoke_ms = inv.get("invoke_ms")
+        m = measured[binary]
+        total = statistics.median([i + f for i, f in zip(m.init_ms, m.first_own_ms)])
+        ratio = total / bare_total
         rows.append(
             [
                 binary + (" (baseline)" if binary == BARE else ""),
-                f"{size:,}",
-                f"{size / MIB:.2f}" + mark(size <= BOOTSTRAP_MAX_BYTES),
-                f"{median:.2f}",
-                f"{min(times[binary]):.2f}-{max(times[binary]):.2f}",
-                f"{ratio:.2f}" + mark(ratio <= STARTUP_RATIO_MAX),
-                (f"{hwm / MIB:.1f}" + mark(hwm < RSS_MAX_BYTES)) if hwm else "n/a !",
-                f"{invoke_ms:.1f}" if invoke_ms is not None else "n/a",
-                inv["result"],
+                size_cell(paths[binary].stat().st_size, X86_64_MAX_BYTES),
+                size_cell(arm64.get(binary), ARM64_MAX_BYTES) if binary != BARE else "",
+                f"{statistics.median(m.init_ms):.2f}",
+                f"{total:.2f}",
+                f"{ratio:.2f}" + mark(ratio <= INIT_FIRST_RATIO_MAX),
+                f"{statistics.median(m.first_aws_ms):.1f}",
+                (f"{m.hwm / MIB:.1f}" + mark(m.hwm < RSS_MAX_BYTES)) if m.hwm else "n/a",
+                m.outcome + ("" if m.ok else " !"),
+                calls_text(m.calls or []),
             ]
         )
+    warm_rows = [["binary", "own median (ms)", "own p99 (ms)", "CPU / invocation (ms)", "peak RSS (MiB)", "AWS calls / invocation", "outcomes"]]
+    for binary, w in warm_results.items():
+        warm_rows.append(
+            [
+                binary + (" (baseline)" if binary == BARE else ""),
+                f"{w['median']:.3f}",
+                f"{w['p99']:.3f}",
+                f"{w['cpu_ms']:.3f}",
+                f"{w['hwm'] / MIB:.1f}" if w["hwm"] else "n/a",
+                f"{w['calls']:.1f}",
+                w["outcomes"],
+            ]
+        )
+
     rustc = subprocess.run(["rustc", "-V"], capture_output=True, text=True).stdout.strip()
     cpu = next(
         (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
@@ -451,24 +635,30 @@ def main() -> int:
     print()
     print(
         f"mailconfirm Lambda binaries in {bin_dir}, {platform.machine()} ({cpu}, {os.cpu_count()} cores), "
-        f"{rustc}, {args.runs} start-up runs each"
+        f"{rustc}; {args.runs} interleaved rounds, medians"
     )
     print()
     print(render(rows, right={1, 2, 3, 4, 5, 6, 7}))
     print()
     print(
-        f"Targets (not asserted; ! marks a miss): start-up <= {STARTUP_RATIO_MAX}x bare "
-        f"(bare median {bare_median:.2f} ms) | bootstrap <= {BOOTSTRAP_MAX_BYTES // MIB} MB | "
-        f"peak RSS < {RSS_MAX_BYTES // MIB} MB."
+        f"Targets (not asserted; ! marks a miss): init + 1st own <= {INIT_FIRST_RATIO_MAX}x bare ({bare_total:.2f} ms) | "
+        f"x86_64 <= {X86_64_MAX_BYTES / MB} MB | arm64 <= {ARM64_MAX_BYTES / MB:.0f} MB | peak RSS < {RSS_MAX_BYTES // MIB} MiB."
     )
     print(
-        "Start-up = spawn to the request line of the first GET /next. Peak RSS = VmHWM after one invocation "
-        "(event infra/events/<binary>.json, answered by moto). 1st invoke = event sent to response received. "
-        f"MB = 2^20 bytes. Function output: {args.log_dir}/<binary>.log."
+        "init = spawn to the first GET /next. 1st own = event sent to answer received, minus the time the proxy spent on "
+        "the invocation's AWS calls (1st AWS: moto's time, not the function's). MB = 10^6 bytes; arm64 = "
+        "infra/.aws-sam/build (scripts/build), n/a without it."
     )
-    failed = [b for b in binaries if not invocations[b]["ok"]]
-    for binary in failed:
-        print(f"invocation problem: {binary}: {invocations[binary]['result']} (log: {invocations[binary]['log']})")
+    print()
+    print(render(warm_rows, right={1, 2, 3, 4, 5}))
+    print()
+    print(
+        f"{args.warm} warm invocations of the same event in one process, after its first; own time as above; "
+        f"CPU = utime + stime over the {args.warm}, per invocation. Function output: {args.log_dir}."
+    )
+    for binary in binaries:
+        if not measured[binary].ok:
+            print(f"invocation problem: {binary}: {measured[binary].outcome}")
     return 0
 
 

@@ -7,6 +7,9 @@ use serde::Deserialize;
 use crate::config::{self, ConfigError, Source};
 use crate::domain::{ClientId, UserId};
 
+/// How far the auth server's clock may be from ours when `exp` and `nbf` are checked.
+pub const CLOCK_LEEWAY_SECONDS: u64 = 30;
+
 /// The cookie Singularity keeps its access token in.
 pub const DEFAULT_ACCESS_TOKEN_COOKIE: &str = "access_token";
 
@@ -125,7 +128,10 @@ impl AccessTokenVerifier {
             .find(|key| key.algorithm == header.alg && (key.kid.is_none() || key.kid == header.kid))
             .ok_or(AccessTokenError::Invalid)?;
         let mut validation = Validation::new(key.algorithm);
-        validation.leeway = 30;
+        // Clocks of the auth server and of Lambda may differ a little: `exp` and `nbf` are
+        // checked with this much slack. A token not yet valid (`nbf` further ahead) is invalid.
+        validation.leeway = CLOCK_LEEWAY_SECONDS;
+        validation.validate_nbf = true;
         validation.set_issuer(&[&self.issuer]);
         validation.set_audience(&[&self.audience]);
         validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
@@ -278,6 +284,20 @@ mod tests {
             &EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).unwrap(),
         );
         assert_eq!(verifier.verify(&rs), Err(AccessTokenError::Invalid));
+    }
+
+    #[test]
+    fn a_token_not_yet_valid_is_refused_beyond_the_leeway() {
+        let verifier = verifier(&[("ACCESS_TOKEN_HS256_SECRET", SECRET)]).unwrap();
+        let key = EncodingKey::from_secret(SECRET.as_bytes());
+        let now = jsonwebtoken::get_current_timestamp() as i64;
+        let check = |extra| verifier.verify(&sign(Header::default(), &claims(extra), &key)).map(|p| p.user_id);
+        assert_eq!(check(json!({ "nbf": now + 3600 })), Err(AccessTokenError::Invalid));
+        assert_eq!(check(json!({ "nbf": now + CLOCK_LEEWAY_SECONDS as i64 + 60 })), Err(AccessTokenError::Invalid));
+        // Within the leeway, or already valid, the token is good.
+        assert!(check(json!({ "nbf": now + 10 })).is_ok());
+        assert!(check(json!({ "nbf": now - 60 })).is_ok());
+        assert!(check(json!({})).is_ok(), "nbf is optional");
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod mail;
 pub mod ports;
 pub mod signup_events;
 pub mod store;
+pub mod telemetry;
 pub mod usecases;
 pub mod wiring;
 
@@ -22,7 +23,7 @@ pub use wiring::{HttpHandler, SqsHandler, Wiring, run_http, run_sqs};
 
 /// Structured logs as Lambda's advanced logging controls ask for (`AWS_LAMBDA_LOG_FORMAT`).
 pub fn init_telemetry() {
-    lambda_http::tracing::init_default_subscriber();
+    telemetry::init();
 }
 
 /// Reads a function's configuration, or ends the start with the variable that is wrong.

@@ -1,9 +1,15 @@
 //! Confirmation links: a signed, expiring JWT bound to one user and one address.
 //! Nothing about a link is stored, so a leaked table holds no usable secret.
+//!
+//! The JWT (HS256, compact form) is signed and checked here with `hmac` and `sha2` rather than
+//! `jsonwebtoken`: a `jsonwebtoken::decode` links every algorithm it can dispatch to (RSA, EC,
+//! Ed25519, about 230 KiB), and the functions that only handle links need none of them.
 
 use std::time::Duration;
 
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -22,27 +28,71 @@ struct LinkClaims {
     /// Language of the mail, so the page can answer in it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     lc: Option<String>,
-    aud: String,
+    aud: Audience,
     iat: i64,
     exp: i64,
 }
 
+/// `aud` is one string or a list of them (RFC 7519 §4.1.3); we issue the string.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Audience {
+    fn contains(&self, audience: &str) -> bool {
+        match self {
+            Audience::One(one) => one == audience,
+            Audience::Many(many) => many.iter().any(|one| one == audience),
+        }
+    }
+}
+
+/// The JOSE header of a link: HS256 and the `kid` of the key that signed it.
+#[derive(Debug, Serialize, Deserialize)]
+struct LinkHeader {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    typ: Option<String>,
+    alg: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kid: Option<String>,
+}
+
+const HS256: &str = "HS256";
+
+type HmacSha256 = Hmac<Sha256>;
+
 /// A signing key and the id (`kid`) that lets a verifier find it after a key roll.
 struct LinkKey {
     id: String,
-    encoding: EncodingKey,
-    decoding: DecodingKey,
+    mac: HmacSha256,
 }
 
 impl LinkKey {
+    // HMAC's key setup cannot fail: it takes keys of every length.
+    #[allow(clippy::expect_used)]
     fn from_secret(secret: &str) -> Self {
         let digest: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
         let id = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
-        Self {
-            id,
-            encoding: EncodingKey::from_secret(secret.as_bytes()),
-            decoding: DecodingKey::from_secret(secret.as_bytes()),
-        }
+        // HMAC takes a key of any length; the length rule is checked by the caller.
+        let mac = HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC accepts every key length");
+        Self { id, mac }
+    }
+
+    /// The signature of `header.claims` (both base64url), as JWS computes it.
+    fn sign(&self, signing_input: &str) -> String {
+        let mut mac = self.mac.clone();
+        mac.update(signing_input.as_bytes());
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    }
+
+    /// Compares in constant time.
+    fn verifies(&self, signing_input: &str, signature: &[u8]) -> bool {
+        let mut mac = self.mac.clone();
+        mac.update(signing_input.as_bytes());
+        mac.verify_slice(signature).is_ok()
     }
 }
 
@@ -90,8 +140,12 @@ pub enum LinkTokenError {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("could not sign the confirmation token")]
-pub struct TokenCreationError(#[from] jsonwebtoken::errors::Error);
+pub enum TokenCreationError {
+    #[error("could not sign the confirmation token")]
+    Encoding(#[from] serde_json::Error),
+    #[error("no signing key is configured")]
+    NoKey,
+}
 
 const MIN_SECRET_LEN: usize = 32;
 
@@ -133,8 +187,10 @@ impl LinkVerifier {
         if token.is_empty() {
             return Err(LinkTokenError::Missing);
         }
-        let header = jsonwebtoken::decode_header(token).map_err(|_| LinkTokenError::Invalid)?;
-        if header.alg != Algorithm::HS256 {
+        let (signing_input, signature) = token.rsplit_once('.').ok_or(LinkTokenError::Invalid)?;
+        let (header, claims) = signing_input.split_once('.').ok_or(LinkTokenError::Invalid)?;
+        let header: LinkHeader = decode_segment(header)?;
+        if header.alg != HS256 {
             return Err(LinkTokenError::Invalid);
         }
         let key = self
@@ -142,20 +198,21 @@ impl LinkVerifier {
             .iter()
             .find(|key| header.kid.as_deref() == Some(key.id.as_str()))
             .ok_or(LinkTokenError::Invalid)?;
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 0;
-        validation.validate_exp = false;
-        validation.set_audience(&[AUDIENCE]);
-        validation.set_required_spec_claims(&["exp", "sub", "aud"]);
-        let claims = jsonwebtoken::decode::<LinkClaims>(token, &key.decoding, &validation)
-            .map_err(|_| LinkTokenError::Invalid)?
-            .claims;
+        let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| LinkTokenError::Invalid)?;
+        if !key.verifies(signing_input, &signature) {
+            return Err(LinkTokenError::Invalid);
+        }
+        // `sub`, `aud` and `exp` are required: the claims do not parse without them.
+        let claims: LinkClaims = decode_segment(claims)?;
+        if !claims.aud.contains(AUDIENCE) {
+            return Err(LinkTokenError::Invalid);
+        }
         let link = VerifiedLink {
             user_id: UserId::parse(&claims.sub).map_err(|_| LinkTokenError::Invalid)?,
             address: AddressTag::from_stored(claims.adr),
             locale: claims.lc.as_deref().and_then(|tag| Locale::parse(tag).ok()),
         };
-        // The same rule as jsonwebtoken's own check: valid up to and including `exp`.
+        // Valid up to and including `exp` (the rule of jsonwebtoken, which signed links before).
         Ok(AuthenticLink { link, expired: claims.exp < now.0 })
     }
 }
@@ -181,21 +238,28 @@ impl LinkIssuer {
             sub: user.id.as_str().to_owned(),
             adr: user.email.tag().as_str().to_owned(),
             lc: Some(locale.to_owned()),
-            aud: AUDIENCE.to_owned(),
+            aud: Audience::One(AUDIENCE.to_owned()),
             iat: now.0,
             exp: expires_at.0,
         };
         // The verifier is never built without its current key, which comes first.
-        let key = self
-            .verifier
-            .keys
-            .first()
-            .ok_or_else(|| TokenCreationError(jsonwebtoken::errors::ErrorKind::InvalidKeyFormat.into()))?;
-        let mut header = Header::new(Algorithm::HS256);
-        header.kid = Some(key.id.clone());
-        let token = jsonwebtoken::encode(&header, &claims, &key.encoding).map_err(TokenCreationError)?;
+        let key = self.verifier.keys.first().ok_or(TokenCreationError::NoKey)?;
+        let header = LinkHeader { typ: Some("JWT".to_owned()), alg: HS256.to_owned(), kid: Some(key.id.clone()) };
+        let signing_input = format!("{}.{}", encode_segment(&header)?, encode_segment(&claims)?);
+        let signature = key.sign(&signing_input);
+        let token = format!("{signing_input}.{signature}");
         Ok(IssuedLink { url: format!("{}{CONFIRM_PAGE_PATH}?token={token}", self.public_base_url), expires_at })
     }
+}
+
+fn encode_segment(value: &impl Serialize) -> Result<String, TokenCreationError> {
+    let json = serde_json::to_vec(value).map_err(TokenCreationError::Encoding)?;
+    Ok(URL_SAFE_NO_PAD.encode(json))
+}
+
+fn decode_segment<T: serde::de::DeserializeOwned>(segment: &str) -> Result<T, LinkTokenError> {
+    let json = URL_SAFE_NO_PAD.decode(segment).map_err(|_| LinkTokenError::Invalid)?;
+    serde_json::from_slice(&json).map_err(|_| LinkTokenError::Invalid)
 }
 
 /// The token in a link URL issued by [`LinkIssuer::issue`].
@@ -289,6 +353,45 @@ mod tests {
         let token = token_of(&link.url).unwrap();
         assert!(issuer(KEY_B, KEY_A, "").verifier().verify(token).is_ok());
         assert_eq!(issuer(KEY_B, "", "").verifier().verify(token), Err(LinkTokenError::Invalid));
+    }
+
+    #[test]
+    fn links_are_the_same_jwts_that_jsonwebtoken_signs_and_checks() {
+        use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+
+        // A link mailed before the signer moved to `hmac` still opens...
+        let issuer = issuer(KEY_A, "", "");
+        let now = UnixTime::now();
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(issuer.verifier().keys[0].id.clone());
+        let claims = serde_json::json!({
+            "sub": "user-7", "adr": "tag", "lc": "de", "aud": [AUDIENCE], "iat": now.0, "exp": now.0 + 60,
+        });
+        let old = jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(KEY_A.as_bytes())).unwrap();
+        let verified = issuer.verifier().verify(&old).unwrap();
+        assert_eq!((verified.user_id.as_str(), verified.locale.unwrap().as_str()), ("user-7", "de"));
+
+        // ...and a new link is a JWT any HS256 library accepts.
+        let link = issuer.issue(&user("a@example.org"), "en", now).unwrap();
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_audience(&[AUDIENCE]);
+        let decoded = jsonwebtoken::decode::<serde_json::Value>(
+            token_of(&link.url).unwrap(),
+            &DecodingKey::from_secret(KEY_A.as_bytes()),
+            &validation,
+        )
+        .unwrap();
+        assert_eq!(decoded.claims["sub"], "user-7");
+        assert_eq!(decoded.header.kid.as_deref(), Some(issuer.verifier().keys[0].id.as_str()));
+
+        // A link for another audience, or signed with another algorithm, is refused.
+        let other =
+            serde_json::json!({ "sub": "user-7", "adr": "tag", "aud": "other", "iat": now.0, "exp": now.0 + 60 });
+        let other = jsonwebtoken::encode(&header, &other, &EncodingKey::from_secret(KEY_A.as_bytes())).unwrap();
+        assert_eq!(issuer.verifier().verify(&other), Err(LinkTokenError::Invalid));
+        header.alg = Algorithm::HS512;
+        let hs512 = jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(KEY_A.as_bytes())).unwrap();
+        assert_eq!(issuer.verifier().verify(&hs512), Err(LinkTokenError::Invalid));
     }
 
     #[test]

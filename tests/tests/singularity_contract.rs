@@ -139,6 +139,19 @@ async fn sending_needs_a_valid_unexpired_access_token_from_the_configured_issuer
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_token_that_is_not_valid_yet_is_refused_as_invalid() {
+    let stack = TestStack::start().await;
+    let (user_id, _) = stack.signed_up_user(None).await;
+    let now = UnixTime::now().0;
+    // Beyond the 30 s leeway for clock skew between the auth server and Lambda.
+    let not_yet_valid = mint_access_token(json!({ "sub": user_id, "iat": now, "nbf": now + 120 }));
+
+    let response = post_send(&stack, Some(&not_yet_valid), "").await;
+
+    assert_error(response, 401, "ACCESS_TOKEN_INVALID", SEND).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_access_token_may_come_in_the_access_token_cookie() {
     let stack = TestStack::start().await;
     let (user_id, _) = stack.signed_up_user(None).await;

@@ -393,9 +393,7 @@ mod tests {
 
     #[test]
     fn every_failure_after_the_claim_maps_to_its_own_500_code() {
-        let token_failure = TokenCreationError::from(jsonwebtoken::errors::Error::from(
-            jsonwebtoken::errors::ErrorKind::InvalidKeyFormat,
-        ));
+        let token_failure = TokenCreationError::NoKey;
         let cases = [
             (
                 Failure::Delivery(DeliveryError::TokenCreation(token_failure)),
