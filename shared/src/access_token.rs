@@ -2,6 +2,7 @@
 //! on sight. HS256 with a shared secret, RS256/ES256 with a public key, or a JWKS, all from config.
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind, jwk::JwkSet};
+use secrecy::ExposeSecret;
 use serde::Deserialize;
 
 use crate::config::{self, ConfigError, Source};
@@ -81,13 +82,13 @@ impl AccessTokenVerifier {
     /// `ACCESS_TOKEN_ALGORITHM` RS256 or ES256) or `ACCESS_TOKEN_JWKS` (a JWK set as JSON);
     /// plus `ACCESS_TOKEN_ISSUER`, `ACCESS_TOKEN_AUDIENCE` and `ACCESS_TOKEN_COOKIE`.
     pub fn from_config(source: &dyn Source) -> Result<Self, ConfigError> {
-        let secret = config::optional(source, "ACCESS_TOKEN_HS256_SECRET");
+        let secret = config::secret(source, "ACCESS_TOKEN_HS256_SECRET");
         let pem = config::optional(source, "ACCESS_TOKEN_PUBLIC_KEY");
         let jwks = config::optional(source, "ACCESS_TOKEN_JWKS");
         let keys = match (secret, pem, jwks) {
             (Some(secret), None, None) => vec![VerificationKey {
                 kid: None,
-                key: DecodingKey::from_secret(secret.as_bytes()),
+                key: DecodingKey::from_secret(secret.expose_secret().as_bytes()),
                 algorithm: Algorithm::HS256,
             }],
             (None, Some(pem), None) => vec![public_key(&pem, source)?],

@@ -44,6 +44,12 @@ pub fn optional(source: &dyn Source, name: &'static str) -> Option<String> {
     source.get(name).filter(|value| !value.trim().is_empty())
 }
 
+/// A secret (a signing key): held as a `SecretString`, which never prints its value and is
+/// zeroed when dropped. Blank means unset.
+pub fn secret(source: &dyn Source, name: &'static str) -> Option<secrecy::SecretString> {
+    optional(source, name).map(secrecy::SecretString::from)
+}
+
 pub fn required(source: &dyn Source, name: &'static str, meaning: &'static str) -> Result<String, ConfigError> {
     optional(source, name).ok_or(ConfigError::Missing { name, meaning })
 }

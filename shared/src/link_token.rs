@@ -5,6 +5,7 @@
 //! `jsonwebtoken`: a `jsonwebtoken::decode` links every algorithm it can dispatch to (RSA, EC,
 //! Ed25519, about 230 KiB), and the functions that only handle links need none of them.
 
+use secrecy::ExposeSecret;
 use std::time::Duration;
 
 use base64::Engine;
@@ -153,12 +154,13 @@ impl LinkVerifier {
     /// `CONFIRMATION_SIGNING_KEY` (current) and `CONFIRMATION_PREVIOUS_SIGNING_KEYS`
     /// (comma-separated, still accepted).
     pub fn from_config(source: &dyn Source) -> Result<Self, ConfigError> {
-        let current = config::required(
-            source,
-            "CONFIRMATION_SIGNING_KEY",
-            "a random secret of at least 32 characters that signs confirmation links",
-        )?;
-        let previous = config::optional(source, "CONFIRMATION_PREVIOUS_SIGNING_KEYS").unwrap_or_default();
+        let current = config::secret(source, "CONFIRMATION_SIGNING_KEY").ok_or(ConfigError::Missing {
+            name: "CONFIRMATION_SIGNING_KEY",
+            meaning: "a random secret of at least 32 characters that signs confirmation links",
+        })?;
+        let previous = config::secret(source, "CONFIRMATION_PREVIOUS_SIGNING_KEYS");
+        let (current, previous) =
+            (current.expose_secret(), previous.as_ref().map(ExposeSecret::expose_secret).unwrap_or_default());
         if current.len() < MIN_SECRET_LEN {
             return Err(ConfigError::invalid("CONFIRMATION_SIGNING_KEY", "must be at least 32 characters"));
         }
@@ -169,7 +171,7 @@ impl LinkVerifier {
                 "each key must be at least 32 characters",
             ));
         }
-        let keys = std::iter::once(current.as_str()).chain(previous).map(LinkKey::from_secret).collect();
+        let keys = std::iter::once(current).chain(previous).map(LinkKey::from_secret).collect();
         Ok(Self { keys })
     }
 
