@@ -274,7 +274,7 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
-    use crate::domain::{EmailAddress, UserStatus};
+    use crate::domain::EmailAddress;
 
     const KEY_A: &str = "key-a-0123456789abcdef0123456789abcdef";
     const KEY_B: &str = "key-b-0123456789abcdef0123456789abcdef";
@@ -293,17 +293,7 @@ mod tests {
     }
 
     fn user(email: &str) -> User {
-        User {
-            id: UserId::parse("user-7").unwrap(),
-            email: EmailAddress::parse(email).unwrap(),
-            status: UserStatus::EmailConfirmationPending,
-            locale: None,
-            client_id: None,
-            created_at: UnixTime(0),
-            confirmed_at: None,
-            cooldown_until: None,
-            last_mail_sent_at: None,
-        }
+        User::pending(UserId::parse("user-7").unwrap(), EmailAddress::parse(email).unwrap(), UnixTime(0))
     }
 
     #[test]

@@ -46,41 +46,35 @@ impl DynamoStore {
     pub fn new(aws: Arc<AwsClients>, table: String) -> Self {
         Self { aws, table }
     }
+
+    /// One item, read consistently: decisions never act on a stale copy.
+    async fn read(&self, key: AttributeValue) -> anyhow::Result<Option<Item>> {
+        let output = self
+            .aws
+            .dynamodb()
+            .await
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", key)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|err| redacted(DYNAMODB, &err))?;
+        Ok(output.item)
+    }
 }
 
 #[async_trait]
 impl UserReader for DynamoStore {
     async fn get_user(&self, user_id: &UserId) -> anyhow::Result<Option<User>> {
-        let output = self
-            .aws
-            .dynamodb()
-            .await
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", user_key(user_id))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|err| redacted(DYNAMODB, &err))
-            .context("reading a user")?;
-        output.item().map(user_from_item).transpose()
+        let item = self.read(user_key(user_id)).await.context("reading a user")?;
+        item.as_ref().map(user_from_item).transpose()
     }
 
     /// The user that owns an address, if any (one read).
     async fn find_user_id_by_email(&self, email: &EmailAddress) -> anyhow::Result<Option<UserId>> {
-        let output = self
-            .aws
-            .dynamodb()
-            .await
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", email_key(email))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|err| redacted(DYNAMODB, &err))
-            .context("looking up an address")?;
-        let user_id = output.item().and_then(|item| item.get("user_id")).and_then(|id| id.as_s().ok());
+        let item = self.read(email_key(email)).await.context("looking up an address")?;
+        let user_id = item.as_ref().and_then(|item| item.get("user_id")).and_then(|id| id.as_s().ok());
         user_id.map(|id| UserId::parse(id).context("stored user_id of an address")).transpose()
     }
 }
@@ -613,17 +607,8 @@ mod tests {
         let rule = mock!(aws_sdk_dynamodb::Client::transact_write_items)
             .then_error(|| cancelled(&["ConditionalCheckFailed", "None", "None"]));
         let store = store_answering(&[&rule]);
-        let user = User {
-            id: UserId::parse("u-1").unwrap(),
-            email: EmailAddress::parse("ada@example.org").unwrap(),
-            status: UserStatus::EmailConfirmationPending,
-            locale: None,
-            client_id: None,
-            created_at: UnixTime(0),
-            confirmed_at: None,
-            cooldown_until: None,
-            last_mail_sent_at: None,
-        };
+        let user =
+            User::pending(UserId::parse("u-1").unwrap(), EmailAddress::parse("ada@example.org").unwrap(), UnixTime(0));
         let new = EmailAddress::parse("new@example.org").unwrap();
         let result = store.change_pending_address(&user, &new, UnixTime(0)).await.unwrap();
         assert_eq!(result, Err(AddressChangeRefusal::UserChanged));

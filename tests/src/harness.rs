@@ -160,20 +160,14 @@ impl TestStack {
     /// A link token for a user as `issued_at` would have signed it, with the local key: for
     /// links older than their lifetime, or for users this stack never mailed.
     pub fn link_token_issued_at(&self, user_id: &str, email: &str, locale: &str, issued_at: i64) -> String {
-        use mailconfirm::domain::{EmailAddress, UnixTime, User, UserId, UserStatus};
+        use mailconfirm::domain::{EmailAddress, UnixTime, User, UserId};
         let issuer = mailconfirm::link_token::LinkIssuer::from_config(&local_env(&self.table, &self.base_url))
             .expect("the local link settings");
-        let user = User {
-            id: UserId::parse(user_id).expect("a user id"),
-            email: EmailAddress::parse(email).expect("an address"),
-            status: UserStatus::EmailConfirmationPending,
-            locale: None,
-            client_id: None,
-            created_at: UnixTime(issued_at),
-            confirmed_at: None,
-            cooldown_until: None,
-            last_mail_sent_at: None,
-        };
+        let user = User::pending(
+            UserId::parse(user_id).expect("a user id"),
+            EmailAddress::parse(email).expect("an address"),
+            UnixTime(issued_at),
+        );
         let link = issuer.issue(&user, locale, UnixTime(issued_at)).expect("a signed link");
         mailconfirm::link_token::token_of(&link.url).expect("a token in the link").to_owned()
     }

@@ -278,3 +278,100 @@ async fn no_address_or_token_reaches_a_log_line_whatever_aws_answers() {
         assert!(leaking.is_empty(), "log lines hold {secret}: {leaking:#?}");
     }
 }
+
+/// One request to a sending route, for a user made for that route.
+#[derive(Debug, Clone, Copy)]
+enum Route {
+    Singularity,
+    Backendless,
+    Tennpay,
+    Mastodon,
+    ConfirmPageNewLink,
+}
+
+struct RouteUser {
+    email: String,
+    request: Box<dyn Fn(&TestStack) -> reqwest::RequestBuilder>,
+}
+
+async fn user_for(stack: &TestStack, route: Route) -> RouteUser {
+    let id = match route {
+        Route::Tennpay => "7301".to_owned(),
+        _ => format!("r-{}", mailconfirm_local::gateway::uuid_like()),
+    };
+    let email = stack.unique_email("route");
+    let client = matches!(route, Route::Mastodon).then_some("app-1");
+    let event = json!({ "user_id": id, "email": email, "client_id": client });
+    assert!(stack.sign_up(event).await.batch_item_failures.is_empty(), "sign-up for {route:?}");
+    let (token, email_for) = (stack.access_token(&id), email.clone());
+    let request: Box<dyn Fn(&TestStack) -> reqwest::RequestBuilder> = match route {
+        Route::Singularity => Box::new(move |stack| stack.http.post(stack.url(SEND)).bearer_auth(&token)),
+        Route::Backendless => {
+            Box::new(move |stack| stack.http.post(stack.url(&format!("/api/users/resendconfirmation/{email_for}"))))
+        }
+        Route::Tennpay => Box::new(move |stack| {
+            let body = json!({ "id": 7301, "email": email_for });
+            stack.http.post(stack.url("/User/email/send-confirmation")).bearer_auth(&token).json(&body)
+        }),
+        Route::Mastodon => {
+            let app_token = mint_access_token(json!({ "sub": id, "client_id": "app-1", "scope": "write" }));
+            Box::new(move |stack| stack.http.post(stack.url("/api/v1/emails/confirmations")).bearer_auth(&app_token))
+        }
+        Route::ConfirmPageNewLink => {
+            let expired = stack.link_token_issued_at(&id, &email, "en", UnixTime::now().0 - 10 * 86_400);
+            Box::new(move |stack| {
+                stack
+                    .http
+                    .post(stack.url("/confirm-email"))
+                    .form(&[("token", expired.as_str()), ("action", "send-new-link")])
+            })
+        }
+    };
+    RouteUser { email, request }
+}
+
+/// An operation, the fault its requests get, and for how many requests.
+type FaultCase = (&'static str, fn() -> Fault, usize);
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_sending_route_answers_each_aws_fault_with_its_5xx_in_bounded_time_and_recovers() {
+    let faults: [FaultCase; 4] = [
+        ("UpdateItem", Fault::dynamodb_throttled, 1_000),
+        ("UpdateItem", Fault::dynamodb_internal, 1_000),
+        ("SendEmail", || Fault::ApplyThenAnswer { status: 500, body: "{}".into() }, 1),
+        ("SendEmail", || Fault::Hang(Duration::from_secs(30)), 1),
+    ];
+    let routes = [Route::Singularity, Route::Backendless, Route::Tennpay, Route::Mastodon, Route::ConfirmPageNewLink];
+    let mut table = Vec::new();
+    for (operation, fault, times) in faults {
+        for route in routes {
+            let (stack, proxy) = TestStack::start_with_faults(|env| {
+                env.insert("COOLDOWN_SECONDS".into(), "1".into());
+            })
+            .await;
+            let user = user_for(&stack, route).await;
+            stack.clock.advance(2);
+            let mails_before = stack.mails_to(&user.email).await.len();
+            let fault = fault();
+            let case = format!("{route:?} with {operation} {fault:?}");
+            proxy.inject(operation, fault, times);
+
+            let started = Instant::now();
+            let status = (user.request)(&stack).send().await.unwrap().status();
+            let took = started.elapsed();
+            let mails = stack.mails_to(&user.email).await.len() - mails_before;
+
+            assert!(status.is_server_error(), "{case}: {status}");
+            assert!(took < Duration::from_secs(6), "{case}: answered after {took:?}");
+            assert!(mails <= 1, "{case}: {mails} mails");
+            proxy.clear();
+            stack.clock.advance(2);
+            let retry = (user.request)(&stack).send().await.unwrap().status();
+            assert!(retry.is_success(), "{case}: the retry after the fault answered {retry}");
+            let after = stack.mails_to(&user.email).await.len() - mails_before;
+            assert_eq!(after, mails + 1, "{case}: the retry mailed once");
+            table.push(format!("{route:?} | {operation} | {status} in {took:.1?} | {mails} | retry {retry}"));
+        }
+    }
+    println!("{}", table.join("\n"));
+}

@@ -1,6 +1,6 @@
 //! The Singularity contract through HTTP: every status and code of the three routes.
 
-use mailconfirm::domain::{EmailAddress, UnixTime, User, UserId, UserStatus};
+use mailconfirm::domain::{EmailAddress, UnixTime, User, UserId};
 use mailconfirm::link_token::{LinkIssuer, token_of};
 use mailconfirm_local::harness::TestStack;
 use mailconfirm_local::server::mint_access_token;
@@ -353,17 +353,7 @@ fn local_link_issuer(stack: &TestStack, ttl_seconds: u64) -> LinkIssuer {
 }
 
 fn pending_user(id: &str, email: &str) -> User {
-    User {
-        id: UserId::parse(id).unwrap(),
-        email: EmailAddress::parse(email).unwrap(),
-        status: UserStatus::EmailConfirmationPending,
-        locale: None,
-        client_id: None,
-        created_at: UnixTime(0),
-        confirmed_at: None,
-        cooldown_until: None,
-        last_mail_sent_at: None,
-    }
+    User::pending(UserId::parse(id).unwrap(), EmailAddress::parse(email).unwrap(), UnixTime(0))
 }
 
 #[tokio::test(flavor = "multi_thread")]

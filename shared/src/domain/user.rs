@@ -114,6 +114,23 @@ pub struct User {
     pub last_mail_sent_at: Option<UnixTime>,
 }
 
+impl User {
+    /// A user who has just signed up: pending, with no language or client, nothing sent.
+    pub fn pending(id: UserId, email: EmailAddress, created_at: UnixTime) -> Self {
+        Self {
+            id,
+            email,
+            status: UserStatus::EmailConfirmationPending,
+            locale: None,
+            client_id: None,
+            created_at,
+            confirmed_at: None,
+            cooldown_until: None,
+            last_mail_sent_at: None,
+        }
+    }
+}
+
 /// What a send requires of the user besides being pending and out of cooldown.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SendRequirements<'a> {

@@ -22,17 +22,7 @@ use crate::ports::{
 use crate::usecases::delivery::Delivery;
 
 pub fn pending_user(id: &str, email: &str) -> User {
-    User {
-        id: UserId::parse(id).unwrap(),
-        email: EmailAddress::parse(email).unwrap(),
-        status: UserStatus::EmailConfirmationPending,
-        locale: None,
-        client_id: None,
-        created_at: UnixTime(0),
-        confirmed_at: None,
-        cooldown_until: None,
-        last_mail_sent_at: None,
-    }
+    User::pending(UserId::parse(id).unwrap(), EmailAddress::parse(email).unwrap(), UnixTime(0))
 }
 
 #[derive(Default)]
