@@ -85,7 +85,7 @@ async fn a_hung_ses_ends_in_the_contracts_5xx_within_the_budget_with_the_claim_r
 
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
     assert_eq!(body["code"], "EMAIL_SEND_FAILURE");
-    assert!(took < Duration::from_secs(6), "answered after {took:?}, past 60 % of the 10 s timeout");
+    assert!(took < Duration::from_secs(7), "answered after {took:?}, past 70 % of the 10 s timeout");
     assert_eq!(stack.mails_to(&email).await.len(), 1, "only the sign-up mail");
     let (status, _) = singularity_send(&stack, &user_id).await;
     assert_eq!(status, StatusCode::OK, "the claim was given back");
@@ -103,7 +103,7 @@ async fn a_hung_dynamodb_ends_in_the_contracts_5xx_within_the_budget() {
 
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
     assert_eq!(body["code"], "DATABASE_FAILURE");
-    assert!(took < Duration::from_secs(3), "answered after {took:?}");
+    assert!(took < Duration::from_secs(4), "answered after {took:?}, past the 2 s operation timeout");
     proxy.clear();
     let (status, _) = singularity_send(&stack, &user_id).await;
     assert_eq!(status, StatusCode::OK);
@@ -362,7 +362,7 @@ async fn every_sending_route_answers_each_aws_fault_with_its_5xx_in_bounded_time
             let mails = stack.mails_to(&user.email).await.len() - mails_before;
 
             assert!(status.is_server_error(), "{case}: {status}");
-            assert!(took < Duration::from_secs(6), "{case}: answered after {took:?}");
+            assert!(took < Duration::from_secs(7), "{case}: answered after {took:?}");
             assert!(mails <= 1, "{case}: {mails} mails");
             proxy.clear();
             stack.clock.advance(2);
