@@ -12,6 +12,7 @@ use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeValue, Delete, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
@@ -304,48 +305,47 @@ impl SendClaims for DynamoStore {
     /// Gives a claimed cooldown back after the mail could not be sent, restoring the end of
     /// the previous cooldown. Does nothing if another claim has replaced ours meanwhile.
     async fn release_send(&self, claim: &Claim) -> anyhow::Result<()> {
-        let request = self
-            .aws
-            .dynamodb()
-            .await
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", user_key(&claim.user.id))
-            .condition_expression("claim_id = :claim")
-            .expression_attribute_values(":claim", AttributeValue::S(claim.id.as_str().into()));
+        let request = self.update_claimed(claim).await;
         let request = match claim.user.cooldown_until {
             Some(previous) => request
                 .update_expression("SET cooldown_until = :previous REMOVE claim_id, previous_cooldown_until")
                 .expression_attribute_values(":previous", number(previous.0)),
             None => request.update_expression("REMOVE cooldown_until, claim_id, previous_cooldown_until"),
         };
-        match request.send().await {
-            Ok(_) => Ok(()),
-            Err(err) if is_condition_failure(&err) => Ok(()),
-            Err(err) => Err(redacted(DYNAMODB, &err).context("releasing a send claim")),
-        }
+        unless_replaced(request.send().await).context("releasing a send claim")
     }
 
     async fn record_accepted(&self, claim: &Claim, now: UnixTime) -> anyhow::Result<()> {
-        let result = self
-            .aws
+        let request = self
+            .update_claimed(claim)
+            .await
+            .update_expression("SET last_mail_sent_at = :now")
+            .expression_attribute_values(":now", number(now.0));
+        unless_replaced(request.send().await).context("recording an accepted mail")
+    }
+}
+
+impl DynamoStore {
+    /// An update of the user that holds `claim`, applied only while the claim is still theirs.
+    async fn update_claimed(&self, claim: &Claim) -> UpdateItemFluentBuilder {
+        self.aws
             .dynamodb()
             .await
             .update_item()
             .table_name(&self.table)
             .key("pk", user_key(&claim.user.id))
-            .update_expression("SET last_mail_sent_at = :now")
             .condition_expression("claim_id = :claim")
             .expression_attribute_values(":claim", AttributeValue::S(claim.id.as_str().into()))
-            .expression_attribute_values(":now", number(now.0))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            // A newer claim replaced ours (or the address changed): it records its own mail.
-            Err(err) if is_condition_failure(&err) => Ok(()),
-            Err(err) => Err(redacted(DYNAMODB, &err).context("recording an accepted mail")),
-        }
+    }
+}
+
+/// A claim-conditioned write that found a newer claim (or an address change) in its place did
+/// nothing, and that is right: the newer claim releases or records its own mail.
+fn unless_replaced<T>(result: Result<T, SdkError<UpdateItemError, HttpResponse>>) -> anyhow::Result<()> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(err) if is_condition_failure(&err) => Ok(()),
+        Err(err) => Err(redacted(DYNAMODB, &err)),
     }
 }
 
@@ -461,13 +461,9 @@ fn reason_codes(canceled: &aws_sdk_dynamodb::types::error::TransactionCanceledEx
     codes.join(", ")
 }
 
-/// The item a failed condition saw, or the error if the write failed for another reason.
+/// The user a failed condition saw, or the error if the write failed for another reason.
 fn seen_on_refusal(err: SdkError<UpdateItemError, HttpResponse>, doing: &'static str) -> anyhow::Result<Option<User>> {
-    let failure = redacted(DYNAMODB, &err);
-    match err.into_service_error() {
-        UpdateItemError::ConditionalCheckFailedException(refusal) => refusal.item().map(user_from_item).transpose(),
-        _ => Err(failure.context(doing)),
-    }
+    refused_item(err, doing)?.as_ref().map(user_from_item).transpose()
 }
 
 fn is_condition_failure(err: &SdkError<UpdateItemError, HttpResponse>) -> bool {
@@ -524,14 +520,7 @@ fn user_from_item(item: &Item) -> anyhow::Result<User> {
             .map(|value| value.as_s().map(String::as_str).map_err(|_| anyhow!("attribute {name} is not a string")))
             .transpose()
     };
-    let time = |name: &str| -> anyhow::Result<Option<UnixTime>> {
-        item.get(name)
-            .map(|value| {
-                let n = value.as_n().map_err(|_| anyhow!("attribute {name} is not a number"))?;
-                n.parse().map(UnixTime).with_context(|| format!("attribute {name} is not an integer"))
-            })
-            .transpose()
-    };
+    let time = |name: &str| stored_time(item, name);
     let id = UserId::parse(required("user_id", text("user_id")?)?).context("stored user_id")?;
     let email = EmailAddress::parse(required("email", text("email")?)?).context("stored email")?;
     let status = UserStatus::parse(required("status", text("status")?)?).context("stored status is unknown")?;

@@ -15,7 +15,6 @@ use crate::config::{self, ConfigError};
 use crate::contracts::header;
 use crate::domain::{EmailAddress, UserId};
 use crate::ports::Clock;
-use crate::usecases::MaybeFailure;
 use crate::usecases::resend_to_address::{AddressedResend, AddressedResendError};
 use crate::wiring::{HttpHandler, Wiring};
 
@@ -176,10 +175,8 @@ pub fn respond(outcome: &Outcome, trace_id: &str) -> Response<Body> {
             trace_id,
             json!({ "detail": "E-mail is disabled." }),
         ),
-        Outcome::Resend(err @ AddressedResendError::Failed(_)) => {
-            if let Some(failure) = err.failure() {
-                failure.report();
-            }
+        Outcome::Resend(AddressedResendError::Failed(failure)) => {
+            failure.report();
             problem(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "An error occurred while processing your request.",

@@ -57,8 +57,9 @@ impl Delivery {
         now: UnixTime,
     ) -> Result<&'static str, DeliveryError> {
         let result = self.compose_and_send(claim, requested_locale, now).await;
-        if let Err(failure) = &result {
-            tracing::error!(error = %crate::usecases::error_chain(failure), "confirmation mail not sent; releasing the cooldown claim");
+        if result.is_err() {
+            // The failure itself is reported once, where the contract answers it.
+            tracing::info!("confirmation mail not sent; releasing the cooldown claim");
             if let Err(release_failure) = self.claims.release_send(claim).await {
                 // The user then waits one cooldown before a resend; nothing else is lost.
                 tracing::error!(error = %format!("{release_failure:#}"), "could not release the cooldown claim");
