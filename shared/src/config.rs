@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use crate::domain::{CooldownPolicy, EmailAddress};
+use crate::domain::throttle::MAX_THROTTLE_LIMIT;
+use crate::domain::{CooldownPolicy, EmailAddress, ThrottleRule};
 
 /// Where configuration comes from: the process environment in a function, a map in tests.
 pub trait Source {
@@ -69,6 +70,17 @@ pub fn seconds(source: &dyn Source, name: &'static str, default: u64) -> Result<
     }
 }
 
+/// A duration in whole milliseconds, from 0 to 60,000.
+pub fn milliseconds(source: &dyn Source, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
+    match optional(source, name) {
+        None => Ok(Duration::from_millis(default)),
+        Some(value) => match value.trim().parse::<u64>() {
+            Ok(millis) if millis <= 60_000 => Ok(Duration::from_millis(millis)),
+            _ => Err(ConfigError::invalid(name, "expected a whole number of milliseconds from 0 to 60000")),
+        },
+    }
+}
+
 /// A whole number above 0, such as a throttle's limit.
 pub fn count(source: &dyn Source, name: &'static str, default: u32) -> Result<u32, ConfigError> {
     match optional(source, name) {
@@ -80,6 +92,24 @@ pub fn count(source: &dyn Source, name: &'static str, default: u32) -> Result<u3
             .filter(|n| *n > 0)
             .ok_or_else(|| ConfigError::invalid(name, "expected a whole number above 0")),
     }
+}
+
+/// A throttle: `limit_name` requests (1 to [`MAX_THROTTLE_LIMIT`]) per `window_name` seconds.
+pub fn throttle(
+    source: &dyn Source,
+    rule: &'static str,
+    [limit_name, window_name]: [&'static str; 2],
+    default_limit: u32,
+    default_window_seconds: u64,
+) -> Result<ThrottleRule, ConfigError> {
+    let limit = count(source, limit_name, default_limit)?;
+    if limit > MAX_THROTTLE_LIMIT {
+        return Err(ConfigError::invalid(
+            limit_name,
+            format!("expected a whole number from 1 to {MAX_THROTTLE_LIMIT}"),
+        ));
+    }
+    Ok(ThrottleRule { name: rule, limit, window: seconds(source, window_name, default_window_seconds)? })
 }
 
 pub fn flag(source: &dyn Source, name: &'static str, default: bool) -> Result<bool, ConfigError> {

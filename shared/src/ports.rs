@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 
-use crate::domain::{AddressTag, EmailAddress, SendRequirements, SignUp, ThrottleDecision, ThrottleRule, UnixTime};
+use crate::domain::{AddressTag, EmailAddress, SendRequirements, SignUp, Throttle, Throttled, UnixTime};
 use crate::domain::{User, UserId};
 use crate::mail::{ConfirmationMail, MailSendError};
 
@@ -160,13 +160,9 @@ pub trait Confirmations: Send + Sync {
 /// Counts requests against throttles.
 #[async_trait]
 pub trait RequestCounters: Send + Sync {
-    /// Counts one request in one conditional write; a refused request is not counted.
-    async fn count_request(
-        &self,
-        rule: &ThrottleRule,
-        subject: &str,
-        now: UnixTime,
-    ) -> anyhow::Result<ThrottleDecision>;
+    /// Counts one request against one throttle in one conditional write; a refused request is
+    /// not counted.
+    async fn count_request(&self, throttle: &Throttle, now: UnixTime) -> anyhow::Result<Result<(), Throttled>>;
 }
 
 /// Hands a rendered mail to the mail service.

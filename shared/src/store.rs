@@ -22,7 +22,7 @@ use async_trait::async_trait;
 use crate::aws::AwsClients;
 use crate::aws_error::redacted;
 use crate::domain::{
-    AddressTag, ClientId, EmailAddress, Locale, SendRequirements, SignUp, ThrottleDecision, ThrottleRule, UnixTime,
+    AddressTag, ClientId, EmailAddress, Locale, SendRequirements, SignUp, Throttle, ThrottleRule, Throttled, UnixTime,
     User, UserId, UserStatus,
 };
 use crate::ports::{
@@ -389,43 +389,64 @@ impl Confirmations for DynamoStore {
 
 #[async_trait]
 impl RequestCounters for DynamoStore {
-    /// Counts one request against a throttle, in one conditional write. A refused request is
-    /// not counted, so a flood cannot push the counter further than the limit.
-    async fn count_request(
-        &self,
-        rule: &ThrottleRule,
-        subject: &str,
-        now: UnixTime,
-    ) -> anyhow::Result<ThrottleDecision> {
-        let window = rule.window_for(subject, now);
-        let result = self
-            .aws
-            .dynamodb()
-            .await
-            .update_item()
+    /// Counts one request in a sliding log, in one conditional write: the times of the last
+    /// `limit` counted requests are kept newest first in `t0`, `t1`, ..., each write shifts
+    /// them by one, and the request is allowed while the oldest kept one is outside the window.
+    /// A refused request is not counted, so a flood cannot push its wait further out.
+    async fn count_request(&self, throttle: &Throttle, now: UnixTime) -> anyhow::Result<Result<(), Throttled>> {
+        let rule = &throttle.rule;
+        let log = SlidingLog::of(rule);
+        let mut request = self.aws.dynamodb().await.update_item();
+        if rule.log_length() > 1 {
+            // DynamoDB refuses a value that no expression uses.
+            request = request.expression_attribute_values(":never", number(0));
+        }
+        let result = request
             .table_name(&self.table)
-            .key("pk", AttributeValue::S(window.key))
-            .update_expression("ADD hits :one SET expires_at = :resets_at")
-            .condition_expression("attribute_not_exists(hits) OR hits < :limit")
-            .expression_attribute_values(":one", number(1))
-            .expression_attribute_values(":limit", number(i64::from(rule.limit)))
-            .expression_attribute_values(":resets_at", number(window.resets_at.0))
-            .return_values(ReturnValue::UpdatedNew)
+            .key("pk", AttributeValue::S(throttle.key()))
+            .update_expression(&log.update)
+            .condition_expression(&log.condition)
+            .expression_attribute_values(":now", number(now.0))
+            .expression_attribute_values(":window_start", number(rule.window_start(now).0))
+            .expression_attribute_values(":expires_at", number(now.plus(rule.window).0))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match result {
-            Ok(output) => {
-                let hits = output
-                    .attributes()
-                    .and_then(|item| item.get("hits"))
-                    .and_then(|hits| hits.as_n().ok())
-                    .and_then(|hits| hits.parse::<u32>().ok())
-                    .context("the throttle counter came back without hits")?;
-                Ok(rule.decide(hits, window.resets_at))
+            Ok(_) => Ok(Ok(())),
+            Err(err) => {
+                let item = refused_item(err, "counting a throttled request")?;
+                let oldest_kept = item.as_ref().map(|item| stored_time(item, &log.oldest)).transpose()?.flatten();
+                match rule.decide(oldest_kept, now) {
+                    Err(throttled) => Ok(Err(throttled)),
+                    // The condition failed on an item the rule allows: only a clock that went
+                    // back does that; refuse until the oldest leaves the window by our clock.
+                    Ok(()) => Ok(Err(Throttled { rule: *rule, resets_at: now.plus(rule.window) })),
+                }
             }
-            Err(err) if is_condition_failure(&err) => Ok(ThrottleDecision::Refused { resets_at: window.resets_at }),
-            Err(err) => Err(redacted(DYNAMODB, &err).context("counting a throttled request")),
         }
+    }
+}
+
+/// The expressions of a throttle's sliding log (see [`DynamoStore::count_request`]).
+struct SlidingLog {
+    update: String,
+    condition: String,
+    /// The attribute of the oldest kept time.
+    oldest: String,
+}
+
+impl SlidingLog {
+    fn of(rule: &ThrottleRule) -> Self {
+        let length = rule.log_length();
+        // Every operand of an update reads the item as it was, so this shifts the log by one.
+        let mut update = String::from("SET t0 = :now, expires_at = :expires_at");
+        for slot in 1..length {
+            update.push_str(&format!(", t{slot} = if_not_exists(t{}, :never)", slot - 1));
+        }
+        let oldest = format!("t{}", length - 1);
+        let condition = format!("attribute_not_exists({oldest}) OR {oldest} <= :window_start");
+        Self { update, condition, oldest }
     }
 }
 
@@ -571,6 +592,19 @@ mod tests {
         TransactWriteItemsError::TransactionCanceledException(
             TransactionCanceledException::builder().set_cancellation_reasons(Some(reasons)).build(),
         )
+    }
+
+    #[test]
+    fn the_longest_sliding_log_fits_dynamodbs_expression_limit() {
+        let rule = ThrottleRule {
+            name: "ip",
+            limit: crate::domain::throttle::MAX_THROTTLE_LIMIT,
+            window: std::time::Duration::from_secs(60),
+        };
+        let log = SlidingLog::of(&rule);
+        assert!(log.update.len() < 4096, "{} bytes", log.update.len());
+        assert!(log.update.ends_with("t99 = if_not_exists(t98, :never)"), "{}", log.update);
+        assert_eq!(log.oldest, "t99");
     }
 
     #[tokio::test]

@@ -145,6 +145,105 @@ async fn paranoid_mode_answers_unknown_identities_as_known_ones() {
     assert_eq!(stack.mails_to(&known).await.len(), 1);
 }
 
+/// What an answer shows of the account: status, body, header names, and Retry-After.
+async fn seen(response: reqwest::Response) -> (u16, String, Vec<String>, Option<u64>) {
+    let status = response.status().as_u16();
+    let mut names: Vec<String> = response.headers().keys().map(|name| name.as_str().to_owned()).collect();
+    names.sort();
+    let retry_after = response.headers().get("retry-after").map(|v| v.to_str().unwrap().parse().unwrap());
+    (status, response.text().await.unwrap(), names, retry_after)
+}
+
+fn median(mut samples: Vec<std::time::Duration>) -> std::time::Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn paranoid_mode_tells_no_account_apart_by_answer_throttle_or_time() {
+    // Answers first, without the time floor (it is measured below, on its own stack).
+    let (quiet, stack) = stack_with_unmailed_users(|env| {
+        env.insert("BACKENDLESS_PARANOID".into(), "true".into());
+        env.insert("BACKENDLESS_PARANOID_MIN_RESPONSE_MS".into(), "0".into());
+        env.insert("RESEND_IP_LIMIT".into(), "100".into());
+    })
+    .await;
+    let (_, pending) = quiet.signed_up_user(None).await;
+    let (_, cooling) = stack.signed_up_user(None).await; // mailed at sign-up: its cooldown runs
+    let (confirmed_id, confirmed) = quiet.signed_up_user(None).await;
+    let link = quiet.link_token_issued_at(&confirmed_id, &confirmed, "en", quiet.clock_now().0);
+    stack.http.post(stack.url(&format!("/api/auth/email/verification?token={link}"))).send().await.unwrap();
+    assert_eq!(stack.stored_status(&confirmed_id).await.as_deref(), Some("ENABLED"));
+    let unknown = stack.unique_email("nobody");
+
+    // Six requests for each kind of account, interleaved: the same five 200s, then the same
+    // 429 from the identity throttle (5 per hour), whatever the account.
+    let kinds = [&unknown, &pending, &cooling, &confirmed];
+    let mut answers = vec![Vec::new(); kinds.len()];
+    for _ in 0..6 {
+        for (kind, identity) in kinds.iter().enumerate() {
+            answers[kind].push(seen(resend(&stack, identity).await).await);
+        }
+    }
+    for (kind, seen) in answers.iter().enumerate() {
+        let statuses: Vec<u16> = seen.iter().map(|answer| answer.0).collect();
+        assert_eq!(statuses, [200, 200, 200, 200, 200, 429], "{}", kinds[kind]);
+        for (request, answer) in seen.iter().enumerate() {
+            let unknowns = &answers[0][request];
+            assert_eq!((answer.0, &answer.1, &answer.2), (unknowns.0, &unknowns.1, &unknowns.2), "{}", kinds[kind]);
+            let (a, b) = (answer.3.unwrap_or(0), unknowns.3.unwrap_or(0));
+            assert!(a.abs_diff(b) <= 2, "Retry-After {a} vs {b} for {}", kinds[kind]);
+        }
+    }
+    assert_eq!(stack.mails_to(&pending).await.len(), 1, "the pending user was mailed once");
+
+    // Time: a known pending address (mailed each time) against an unknown one, interleaved,
+    // with a floor well above what a mail takes on a loaded test machine (the default is 400 ms).
+    let timed = TestStack::start_with(|env| {
+        env.insert("TABLE_NAME".into(), quiet.table.clone());
+        env.insert("BACKENDLESS_PARANOID".into(), "true".into());
+        env.insert("BACKENDLESS_PARANOID_MIN_RESPONSE_MS".into(), "700".into());
+        env.insert("RESEND_IP_LIMIT".into(), "100".into());
+    })
+    .await;
+    let stack = &timed;
+    let (mut known_times, mut unknown_times) = (Vec::new(), Vec::new());
+    for _ in 0..9 {
+        let (_, fresh) = quiet.signed_up_user(None).await;
+        let started = std::time::Instant::now();
+        assert_eq!(resend(&stack, &fresh).await.status(), StatusCode::OK);
+        known_times.push(started.elapsed());
+        let started = std::time::Instant::now();
+        assert_eq!(resend(&stack, &stack.unique_email("nobody")).await.status(), StatusCode::OK);
+        unknown_times.push(started.elapsed());
+    }
+    let (known, unknown) = (median(known_times), median(unknown_times));
+    assert!(known >= std::time::Duration::from_millis(700), "the floor holds: {known:?}");
+    let gap = known.abs_diff(unknown);
+    assert!(gap <= std::time::Duration::from_millis(10), "medians {known:?} and {unknown:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_throttle_window_slides_with_the_requests_not_with_the_clock() {
+    let stack = TestStack::start_with(|env| {
+        env.insert("RESEND_IP_LIMIT".into(), "3".into());
+        env.insert("RESEND_IP_WINDOW_SECONDS".into(), "3600".into());
+    })
+    .await;
+    for _ in 0..3 {
+        assert_error(resend(&stack, &stack.unique_email("a").replace('@', "%40")).await, 400, 3104).await;
+        stack.clock.advance(1000);
+    }
+    // 3000 s after the first of three requests: it leaves the window in 600 s, not at an hour boundary.
+    let headers = assert_error(resend(&stack, "d%40example.com").await, 429, 999).await;
+    let retry_after: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((599..=600).contains(&retry_after), "{retry_after}");
+    stack.clock.advance(600);
+    assert_error(resend(&stack, "d%40example.com").await, 400, 3104).await;
+    // The second request (at 1000 s) still counts for another 400 s.
+    assert_error(resend(&stack, "e%40example.com").await, 429, 999).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_admin_gets_a_confirmation_url_that_confirms_without_mail_or_cooldown() {
     let (quiet, stack) = stack_with_unmailed_users(|_| {}).await;

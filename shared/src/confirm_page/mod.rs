@@ -19,11 +19,11 @@ use crate::contracts::{form_field, header, query_param, source_ip};
 use crate::domain::{Locale, UnixTime, client_subject};
 use crate::link_token::AuthenticLink;
 use crate::mail::MailSettings;
-use crate::ports::{Clock, RequestCounters, UserReader};
+use crate::ports::{Clock, UserReader};
 use crate::usecases::MaybeFailure;
 use crate::usecases::confirm::Confirmer;
 use crate::usecases::resend::Resend;
-use crate::usecases::throttle::{self, ResendThrottles};
+use crate::usecases::throttle::{Limited, ResendThrottles};
 use crate::wiring::{HttpHandler, Wiring};
 use outcome::{Action, Page, RedirectPolicy};
 use render::{PageForm, PageRenderer, content_security_policy, protect};
@@ -33,7 +33,6 @@ pub use crate::link_token::CONFIRM_PAGE_PATH;
 
 pub struct ConfirmPage {
     users: Arc<dyn UserReader>,
-    counters: Arc<dyn RequestCounters>,
     confirmer: Confirmer,
     resend: Resend,
     throttles: ResendThrottles,
@@ -62,8 +61,7 @@ impl ConfirmPage {
         let settings = MailSettings::from_config(w.config)?;
         let redirects = RedirectPolicy::from_config(w.config)?;
         Ok(Self {
-            users: store.clone(),
-            counters: store,
+            users: store,
             confirmer: Confirmer::from_config(w)?,
             resend: Resend::from_config(w)?,
             throttles: ResendThrottles::from_config(w.config)?,
@@ -155,19 +153,15 @@ impl ConfirmPage {
             return Page::MailDisabled;
         }
         let client = source_ip(request).map(client_subject).unwrap_or_else(|| "unknown".to_owned());
-        let rules = self.throttles.rules(client, link.link.user_id.as_str().to_owned());
-        if let Err(err) = throttle::count_request(self.counters.as_ref(), &rules, now).await {
-            if let Some(failure) = err.failure() {
-                failure.report();
-            }
-            return Page::after_throttle(&err, now);
-        }
+        let throttles = self.throttles.counting(client, link.link.user_id.as_str().to_owned());
         // The new mail is written in the language of the one whose link expired.
-        let result = self.resend.resend(&link.link.user_id, link.link.locale.as_ref(), now).await;
-        if let Some(failure) = result.as_ref().err().and_then(MaybeFailure::failure) {
+        let result = self.resend.resend_counted(&link.link.user_id, link.link.locale.as_ref(), now, &throttles).await;
+        if let Err(Limited::Refused(refused)) = &result
+            && let Some(failure) = refused.failure()
+        {
             failure.report();
         }
-        Page::after_new_link(&result)
+        Page::after_new_link(&result, now)
     }
 
     fn locale_for(&self, request: &Request, preferred: [Option<&Locale>; 2]) -> &'static str {

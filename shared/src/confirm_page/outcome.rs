@@ -4,11 +4,11 @@
 use http::StatusCode;
 
 use crate::config::{self, ConfigError, Source};
-use crate::domain::{User, UserStatus};
+use crate::domain::{UnixTime, User, UserStatus};
 use crate::link_token::{AuthenticLink, LinkTokenError};
 use crate::usecases::confirm::ConfirmError;
 use crate::usecases::resend::ResendError;
-use crate::usecases::throttle::ThrottleError;
+use crate::usecases::throttle::Limited;
 
 /// What a button of the page asks for when it is pressed (a `POST` with `action=…`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,24 +159,20 @@ impl Page {
         }
     }
 
-    /// The page after a throttle refused to count a request for a new link.
-    pub fn after_throttle(err: &ThrottleError, now: crate::domain::UnixTime) -> Page {
-        match err {
-            ThrottleError::Throttled(throttled) => {
-                Page::TooManyRequests { retry_after_seconds: throttled.retry_after_seconds(now) }
-            }
-            ThrottleError::Failed(_) => Page::TemporaryFailure { retry: Action::SendNewLink },
-        }
-    }
-
     /// The page after asking for a new link. Whether a mail went out, the cooldown held it
     /// back, or the account is confirmed or gone, the answer is the same.
-    pub fn after_new_link<T>(result: &Result<T, ResendError>) -> Page {
-        match result {
-            Err(ResendError::MailDisabled) => Page::MailDisabled,
-            Err(ResendError::Failed(_)) => Page::TemporaryFailure { retry: Action::SendNewLink },
-            Ok(_)
-            | Err(ResendError::UserNotFound | ResendError::AlreadyConfirmed | ResendError::CooldownActive { .. }) => {
+    pub fn after_new_link<T>(result: &Result<T, Limited<ResendError>>, now: UnixTime) -> Page {
+        let refused = match result {
+            Ok(_) => return Page::NewLinkRequested,
+            Err(Limited::Throttled(throttled)) => {
+                return Page::TooManyRequests { retry_after_seconds: throttled.retry_after_seconds(now) };
+            }
+            Err(Limited::Refused(refused)) => refused,
+        };
+        match refused {
+            ResendError::MailDisabled => Page::MailDisabled,
+            ResendError::Failed(_) => Page::TemporaryFailure { retry: Action::SendNewLink },
+            ResendError::UserNotFound | ResendError::AlreadyConfirmed | ResendError::CooldownActive { .. } => {
                 Page::NewLinkRequested
             }
         }
@@ -332,11 +328,21 @@ mod tests {
             Err(ResendError::CooldownActive { remaining_seconds: 30 }),
         ];
         for result in same {
-            assert_eq!(Page::after_new_link(&result), Page::NewLinkRequested);
+            assert_eq!(Page::after_new_link(&result.map_err(Limited::Refused), UnixTime(0)), Page::NewLinkRequested);
         }
-        let failed: Result<(), _> = Err(ResendError::Failed(Failure::Storage(anyhow::anyhow!("down"))));
-        assert_eq!(Page::after_new_link(&failed), Page::TemporaryFailure { retry: Action::SendNewLink });
-        assert_eq!(Page::after_new_link::<()>(&Err(ResendError::MailDisabled)), Page::MailDisabled);
+        let failed = Err(Limited::Refused(ResendError::Failed(Failure::Storage(anyhow::anyhow!("down")))));
+        assert_eq!(
+            Page::after_new_link::<()>(&failed, UnixTime(0)),
+            Page::TemporaryFailure { retry: Action::SendNewLink }
+        );
+        let disabled = Err(Limited::Refused(ResendError::MailDisabled));
+        assert_eq!(Page::after_new_link::<()>(&disabled, UnixTime(0)), Page::MailDisabled);
+        let rule = crate::domain::ThrottleRule { name: "ip", limit: 1, window: std::time::Duration::from_secs(60) };
+        let throttled = Err(Limited::Throttled(crate::domain::Throttled { rule, resets_at: UnixTime(45) }));
+        assert_eq!(
+            Page::after_new_link::<()>(&throttled, UnixTime(0)),
+            Page::TooManyRequests { retry_after_seconds: 45 }
+        );
     }
 
     #[test]

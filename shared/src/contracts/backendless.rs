@@ -2,6 +2,7 @@
 //! `POST /api/users/createEmailConfirmationURL/{identity}`, with errors `{"message", "code"}`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use http::StatusCode;
@@ -12,12 +13,12 @@ use serde_json::json;
 use crate::access_token::{AccessTokenVerifier, bearer_token};
 use crate::config::{self, ConfigError, Source};
 use crate::contracts::{header, json_response, path_param, source_ip};
-use crate::domain::{Identity, IdentityAttribute, UnixTime, client_subject};
-use crate::ports::{Clock, RequestCounters};
+use crate::domain::{Identity, IdentityAttribute, Throttled, UnixTime, client_subject};
+use crate::ports::Clock;
 use crate::usecases::MaybeFailure;
 use crate::usecases::create_link::{CreateLink, CreateLinkError};
 use crate::usecases::resend::{Resend, ResendError};
-use crate::usecases::throttle::{self, ResendThrottles, ThrottleError};
+use crate::usecases::throttle::{Limited, ResendThrottles};
 use crate::wiring::{HttpHandler, Wiring};
 
 /// Backendless's answers besides success.
@@ -95,7 +96,7 @@ impl ErrorCode {
 pub enum Rejection {
     /// Refused before any use case ran: the token or the identity.
     Request(ErrorCode),
-    Throttle(ThrottleError),
+    Throttled(Throttled),
     Resend(ResendError),
     CreateLink(CreateLinkError),
 }
@@ -106,9 +107,12 @@ impl From<ErrorCode> for Rejection {
     }
 }
 
-impl From<ThrottleError> for Rejection {
-    fn from(err: ThrottleError) -> Self {
-        Rejection::Throttle(err)
+impl From<Limited<ResendError>> for Rejection {
+    fn from(err: Limited<ResendError>) -> Self {
+        match err {
+            Limited::Throttled(throttled) => Rejection::Throttled(throttled),
+            Limited::Refused(err) => Rejection::Resend(err),
+        }
     }
 }
 
@@ -129,7 +133,7 @@ impl Rejection {
     pub fn code(&self, now: UnixTime) -> ErrorCode {
         match self {
             Rejection::Request(code) => *code,
-            Rejection::Throttle(ThrottleError::Throttled(throttled)) => {
+            Rejection::Throttled(throttled) => {
                 ErrorCode::TooManyRequests { retry_after_seconds: throttled.retry_after_seconds(now) }
             }
             Rejection::Resend(ResendError::CooldownActive { remaining_seconds }) => {
@@ -143,16 +147,15 @@ impl Rejection {
             }
             Rejection::Resend(ResendError::AlreadyConfirmed)
             | Rejection::CreateLink(CreateLinkError::AlreadyConfirmed) => ErrorCode::AlreadyConfirmed,
-            Rejection::Throttle(ThrottleError::Failed(_))
-            | Rejection::Resend(ResendError::Failed(_))
-            | Rejection::CreateLink(CreateLinkError::Failed(_)) => ErrorCode::Internal,
+            Rejection::Resend(ResendError::Failed(_)) | Rejection::CreateLink(CreateLinkError::Failed(_)) => {
+                ErrorCode::Internal
+            }
         }
     }
 
     fn failure(&self) -> Option<&crate::usecases::Failure> {
         match self {
-            Rejection::Request(_) => None,
-            Rejection::Throttle(err) => err.failure(),
+            Rejection::Request(_) | Rejection::Throttled(_) => None,
             Rejection::Resend(err) => err.failure(),
             Rejection::CreateLink(err) => err.failure(),
         }
@@ -189,24 +192,46 @@ fn identity_attribute(source: &dyn Source) -> Result<IdentityAttribute, ConfigEr
 }
 
 /// `POST /api/users/resendconfirmation/{identity}`: unauthenticated, so throttled per client
-/// address and per identity before anything is looked up.
+/// address and per identity, in the same round trip as the claim.
 pub struct ResendConfirmation {
-    counters: Arc<dyn RequestCounters>,
     resend: Resend,
     identity: IdentityAttribute,
     /// `BACKENDLESS_PARANOID`: unknown identities are answered as known ones are.
-    paranoid: bool,
+    paranoid: Option<Paranoid>,
     throttles: ResendThrottles,
     clock: Arc<dyn Clock>,
 }
 
+/// Paranoid mode: what an answer would tell about the account is hidden. Every identity,
+/// known or not, is counted by the same throttles (the same writes), every outcome that
+/// depends on the account is answered as a sent mail, and no answer leaves sooner than
+/// `min_response` after the request came, so the time of the work does not tell either.
+#[derive(Debug, Clone, Copy)]
+struct Paranoid {
+    min_response: Duration,
+}
+
+impl Paranoid {
+    /// The answer the request gets: the account-dependent refusals become a success.
+    fn hides(rejection: &Rejection) -> bool {
+        matches!(
+            rejection,
+            Rejection::Request(ErrorCode::UserNotFound)
+                | Rejection::Resend(
+                    ResendError::UserNotFound | ResendError::AlreadyConfirmed | ResendError::CooldownActive { .. }
+                )
+        )
+    }
+}
+
 impl ResendConfirmation {
     pub fn from_config(w: &Wiring<'_>) -> Result<Self, ConfigError> {
+        let paranoid = config::flag(w.config, "BACKENDLESS_PARANOID", false)?;
+        let min_response = config::milliseconds(w.config, "BACKENDLESS_PARANOID_MIN_RESPONSE_MS", 400)?;
         Ok(Self {
-            counters: w.store()?,
             resend: Resend::from_config(w)?,
             identity: identity_attribute(w.config)?,
-            paranoid: config::flag(w.config, "BACKENDLESS_PARANOID", false)?,
+            paranoid: paranoid.then_some(Paranoid { min_response }),
             throttles: ResendThrottles::from_config(w.config)?,
             clock: w.clock.clone(),
         })
@@ -216,10 +241,15 @@ impl ResendConfirmation {
         let raw_identity = path_param(request, "identity").unwrap_or_default();
         let client = source_ip(request).map(client_subject).unwrap_or_else(|| "unknown".to_owned());
         // Counted by the identity as a mailbox would be: case does not make a new one.
-        let rules = self.throttles.rules(client, raw_identity.trim().to_lowercase());
-        throttle::count_request(self.counters.as_ref(), &rules, now).await?;
-        let identity = identity_of(request, self.identity)?;
-        self.resend.resend_to(&identity, None, now).await?;
+        let throttles = self.throttles.counting(client, raw_identity.trim().to_lowercase());
+        let identity = match identity_of(request, self.identity) {
+            Ok(identity) => identity,
+            Err(code) => {
+                self.resend.count_only(&throttles, now).await?;
+                return Err(code.into());
+            }
+        };
+        self.resend.resend_to(&identity, None, now, &throttles).await?;
         Ok(())
     }
 }
@@ -227,14 +257,21 @@ impl ResendConfirmation {
 #[async_trait]
 impl HttpHandler for ResendConfirmation {
     async fn handle(&self, request: Request) -> Response<Body> {
+        let started = tokio::time::Instant::now();
         let now = self.clock.now();
-        match self.resend(&request, now).await {
-            Ok(()) => Response::new(Body::Empty),
-            Err(rejection) if self.paranoid && rejection.code(now) == ErrorCode::UserNotFound => {
-                Response::new(Body::Empty)
-            }
-            Err(rejection) => respond(&rejection, now),
-        }
+        let result = self.resend(&request, now).await;
+        let Some(paranoid) = self.paranoid else {
+            return match result {
+                Ok(()) => Response::new(Body::Empty),
+                Err(rejection) => respond(&rejection, now),
+            };
+        };
+        let response = match result {
+            Err(rejection) if !Paranoid::hides(&rejection) => respond(&rejection, now),
+            Ok(()) | Err(_) => Response::new(Body::Empty),
+        };
+        tokio::time::sleep_until(started + paranoid.min_response).await;
+        response
     }
 }
 

@@ -12,11 +12,10 @@ use serde_json::{Value, json};
 use crate::access_token::{AccessTokenError, AccessTokenVerifier, Principal};
 use crate::config::{self, ConfigError};
 use crate::contracts::{form_field, header, json_response, query_param, source_ip};
-use crate::domain::{EmailAddress, ThrottleRule, UnixTime, client_subject};
-use crate::ports::{Clock, RequestCounters};
+use crate::domain::{ClientId, EmailAddress, Throttle, ThrottleRule, UnixTime, client_subject};
+use crate::ports::Clock;
 use crate::usecases::Failure;
 use crate::usecases::client_resend::{ClientResend, ClientResendError};
-use crate::usecases::throttle::{self, ThrottleError};
 use crate::wiring::{HttpHandler, Wiring};
 
 /// Mastodon's answers besides success, with its wording.
@@ -109,7 +108,6 @@ fn email_param(request: &Request) -> Option<String> {
 
 pub struct ResendConfirmation {
     access: AccessTokenVerifier,
-    counters: Arc<dyn RequestCounters>,
     resend: ClientResend,
     /// 25 requests per 5 minutes per client address, as Mastodon's rack-attack.
     per_ip: ThrottleRule,
@@ -122,28 +120,22 @@ impl ResendConfirmation {
     pub fn from_config(w: &Wiring<'_>) -> Result<Self, ConfigError> {
         Ok(Self {
             access: AccessTokenVerifier::from_config(w.config)?,
-            counters: w.store()?,
             resend: ClientResend::from_config(w)?,
-            per_ip: ThrottleRule {
-                name: "mastodon-confirmations-ip",
-                limit: config::count(w.config, "MASTODON_IP_LIMIT", 25)?,
-                window: config::seconds(w.config, "MASTODON_IP_WINDOW_SECONDS", 300)?,
-            },
-            per_user: ThrottleRule {
-                name: "mastodon-confirmations-user",
-                limit: config::count(w.config, "MASTODON_USER_LIMIT", 5)?,
-                window: config::seconds(w.config, "MASTODON_USER_WINDOW_SECONDS", 1800)?,
-            },
+            per_ip: config::throttle(
+                w.config,
+                "mastodon-confirmations-ip",
+                ["MASTODON_IP_LIMIT", "MASTODON_IP_WINDOW_SECONDS"],
+                25,
+                300,
+            )?,
+            per_user: config::throttle(
+                w.config,
+                "mastodon-confirmations-user",
+                ["MASTODON_USER_LIMIT", "MASTODON_USER_WINDOW_SECONDS"],
+                5,
+                1800,
+            )?,
             clock: w.clock.clone(),
-        })
-    }
-
-    async fn count(&self, rule: ThrottleRule, subject: String, now: UnixTime) -> Result<(), Refusal> {
-        throttle::count_request(self.counters.as_ref(), &[(rule, subject)], now).await.map_err(|err| match err {
-            ThrottleError::Throttled(throttled) => {
-                Refusal::TooManyRequests { limit: throttled.rule.limit, resets_at: throttled.resets_at }
-            }
-            ThrottleError::Failed(failure) => Refusal::Internal(failure),
         })
     }
 
@@ -154,12 +146,8 @@ impl ResendConfirmation {
         })
     }
 
-    async fn resend(&self, request: &Request, now: UnixTime) -> Result<(), Refusal> {
-        // rack-attack runs first: every request counts for its address, valid tokens for their user.
-        let client = source_ip(request).map(client_subject).unwrap_or_else(|| "unknown".to_owned());
-        self.count(self.per_ip, client, now).await?;
-        let principal = self.authenticate(request)?;
-        self.count(self.per_user, principal.user_id.as_str().to_owned(), now).await?;
+    /// What the request asks for, once its token is known: the application and the new address.
+    fn parse<'a>(principal: &'a Principal, request: &Request) -> Result<(&'a ClientId, Option<EmailAddress>), Refusal> {
         if !principal.scopes.iter().any(|s| s == "write" || s == "write:accounts") {
             return Err(Refusal::OutsideScopes);
         }
@@ -172,17 +160,52 @@ impl ResendConfirmation {
                 Err(_) => return Err(Refusal::ValidationFailed("Email is invalid")),
             },
         };
-        self.resend.resend(&principal.user_id, client_id, new_address.as_ref(), now).await.map_err(|err| match err {
+        Ok((client_id, new_address))
+    }
+
+    async fn resend(&self, request: &Request, now: UnixTime) -> Result<(), Refusal> {
+        // rack-attack counts every request for its address, and valid tokens for their user,
+        // before the request is looked at; a refusal is told only if the throttles allow it.
+        let client = source_ip(request).map(client_subject).unwrap_or_else(|| "unknown".to_owned());
+        let per_ip = self.per_ip.counting(client);
+        let principal = match self.authenticate(request) {
+            Ok(principal) => principal,
+            Err(refusal) => return Err(self.refuse_counted(refusal, &[per_ip], now).await),
+        };
+        let throttles = [per_ip, self.per_user.counting(principal.user_id.as_str())];
+        let (client_id, new_address) = match Self::parse(&principal, request) {
+            Ok(parsed) => parsed,
+            Err(refusal) => return Err(self.refuse_counted(refusal, &throttles, now).await),
+        };
+        self.resend
+            .resend(&principal.user_id, client_id, new_address.as_ref(), now, &throttles)
+            .await
+            .map_err(|err| Self::refusal(err, now))
+    }
+
+    /// `refusal`, unless counting the request finds it throttled (or fails).
+    async fn refuse_counted(&self, refusal: Refusal, throttles: &[Throttle], now: UnixTime) -> Refusal {
+        match self.resend.count_only(throttles, now).await {
+            Ok(()) => refusal,
+            Err(err) => Self::refusal(err, now),
+        }
+    }
+
+    fn refusal(err: ClientResendError, now: UnixTime) -> Refusal {
+        match err {
             ClientResendError::NotOwnedByClient => Refusal::NotOwnedByApplication,
             ClientResendError::AlreadyConfirmed => Refusal::NotAwaitingConfirmation,
             ClientResendError::AddressTaken => Refusal::ValidationFailed("Email has already been taken"),
+            ClientResendError::Throttled(throttled) => {
+                Refusal::TooManyRequests { limit: throttled.rule.limit, resets_at: throttled.resets_at }
+            }
             // The cooldown is told as a throttle of one request.
             ClientResendError::CooldownActive { remaining_seconds } => {
                 Refusal::TooManyRequests { limit: 1, resets_at: now.plus(Duration::from_secs(remaining_seconds)) }
             }
             ClientResendError::MailDisabled => Refusal::MailDisabled,
             ClientResendError::Failed(failure) => Refusal::Internal(failure),
-        })
+        }
     }
 }
 

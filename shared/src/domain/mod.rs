@@ -9,5 +9,5 @@ pub mod user;
 pub use cooldown::{CooldownPolicy, UnixTime};
 pub use email::{AddressTag, EmailAddress, InvalidEmailAddress};
 pub use locale::{Locale, LocaleNegotiation};
-pub use throttle::{ThrottleDecision, ThrottleRule, client_subject};
+pub use throttle::{RequestLog, Throttle, ThrottleRule, Throttled, client_subject};
 pub use user::{ClientId, Identity, IdentityAttribute, SendRequirements, SignUp, User, UserId, UserStatus};

@@ -1,5 +1,7 @@
-//! Request throttles: fixed windows counted in the table. A window's counter lives under a
-//! key that names the window, so an expired counter that TTL has not removed yet is never read.
+//! Request throttles as sliding logs: a request is allowed while fewer than `limit` requests
+//! of its subject were counted in the `window` before it. The log keeps the times of the last
+//! `limit` counted requests, newest first, so the decision needs only the oldest of them and
+//! the store can make it in the same conditional write that records the request.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -9,57 +11,73 @@ use sha2::{Digest, Sha256};
 
 use super::UnixTime;
 
+/// The most requests a throttle can allow per window: the store keeps one time per allowed
+/// request in the log, and DynamoDB's expressions (4 KB) must hold the shift of all of them.
+pub const MAX_THROTTLE_LIMIT: u32 = 100;
+
 /// At most `limit` requests per `window` for one subject (an IP, an address, a user).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ThrottleRule {
     /// Names the counter; two rules with the same name share counters.
     pub name: &'static str,
+    /// From 1 to [`MAX_THROTTLE_LIMIT`] (the configuration refuses others).
     pub limit: u32,
     pub window: Duration,
 }
 
-/// The counter a request falls into.
+/// One request to count against one rule: the rule and whom it counts.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ThrottleWindow {
-    /// Storage key: rule, a digest of the subject (no personal data in keys), window number.
-    pub key: String,
+pub struct Throttle {
+    pub rule: ThrottleRule,
+    pub subject: String,
+}
+
+/// A request over one of its limits, and when it would be allowed again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Throttled {
+    pub rule: ThrottleRule,
     pub resets_at: UnixTime,
 }
 
-/// What a counted request learnt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ThrottleDecision {
-    Allowed { remaining: u32, resets_at: UnixTime },
-    Refused { resets_at: UnixTime },
-}
-
-impl ThrottleDecision {
-    pub fn resets_at(&self) -> UnixTime {
-        match self {
-            ThrottleDecision::Allowed { resets_at, .. } | ThrottleDecision::Refused { resets_at } => *resets_at,
-        }
+impl Throttled {
+    pub fn retry_after_seconds(&self, now: UnixTime) -> u64 {
+        now.seconds_until(self.resets_at).max(1)
     }
 }
 
 impl ThrottleRule {
-    pub fn window_for(&self, subject: &str, now: UnixTime) -> ThrottleWindow {
-        let length = i64::try_from(self.window.as_secs().max(1)).unwrap_or(i64::MAX);
-        let index = now.0.div_euclid(length);
-        let digest: [u8; 32] = Sha256::digest(subject.as_bytes()).into();
-        let subject = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..12]);
-        ThrottleWindow {
-            key: format!("THROTTLE#{}#{subject}#{index}", self.name),
-            resets_at: UnixTime((index + 1) * length),
-        }
+    pub fn counting(self, subject: impl Into<String>) -> Throttle {
+        Throttle { rule: self, subject: subject.into() }
     }
 
-    /// The decision after the counter reached `hits` (the count including this request).
-    pub fn decide(&self, hits: u32, resets_at: UnixTime) -> ThrottleDecision {
-        if hits <= self.limit {
-            ThrottleDecision::Allowed { remaining: self.limit - hits, resets_at }
-        } else {
-            ThrottleDecision::Refused { resets_at }
+    /// The log's length: one time per request the window may hold.
+    pub fn log_length(&self) -> usize {
+        usize::try_from(self.limit.clamp(1, MAX_THROTTLE_LIMIT)).unwrap_or(1)
+    }
+
+    /// Requests counted at or before this time no longer count against a request at `now`.
+    pub fn window_start(&self, now: UnixTime) -> UnixTime {
+        UnixTime(now.0.saturating_sub(i64::try_from(self.window.as_secs()).unwrap_or(i64::MAX)))
+    }
+
+    /// The decision for a request at `now`, given the log's oldest kept time (the `limit`-th
+    /// newest counted request; `None` while fewer were ever counted).
+    pub fn decide(&self, oldest_kept: Option<UnixTime>, now: UnixTime) -> Result<(), Throttled> {
+        match oldest_kept {
+            Some(oldest) if oldest > self.window_start(now) => {
+                Err(Throttled { rule: *self, resets_at: oldest.plus(self.window) })
+            }
+            _ => Ok(()),
         }
+    }
+}
+
+impl Throttle {
+    /// Storage key: the rule and a digest of the subject (no personal data in keys).
+    pub fn key(&self) -> String {
+        let digest: [u8; 32] = Sha256::digest(self.subject.as_bytes()).into();
+        let subject = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..12]);
+        format!("THROTTLE#{}#{subject}", self.rule.name)
     }
 }
 
@@ -78,37 +96,78 @@ pub fn client_subject(address: IpAddr) -> String {
     }
 }
 
+/// A sliding log in memory, the same rule as the store's conditional write: for the fakes of
+/// the use-case tests and for the store's unit tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestLog {
+    /// Newest first, at most the rule's `log_length`.
+    times: Vec<UnixTime>,
+}
+
+impl RequestLog {
+    /// Counts a request at `now` unless the rule refuses it; a refused request is not logged.
+    pub fn count(&mut self, rule: &ThrottleRule, now: UnixTime) -> Result<(), Throttled> {
+        let length = rule.log_length();
+        let oldest_kept = if self.times.len() >= length { self.times.get(length - 1).copied() } else { None };
+        rule.decide(oldest_kept, now)?;
+        self.times.insert(0, now);
+        self.times.truncate(length);
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const FIVE_MINUTES: ThrottleRule = ThrottleRule { name: "ip", limit: 25, window: Duration::from_secs(300) };
+    const THREE_PER_MINUTE: ThrottleRule = ThrottleRule { name: "ip", limit: 3, window: Duration::from_secs(60) };
 
     #[test]
-    fn requests_in_one_window_share_a_counter_and_the_next_window_starts_afresh() {
-        let a = FIVE_MINUTES.window_for("203.0.113.7", UnixTime(600));
-        let b = FIVE_MINUTES.window_for("203.0.113.7", UnixTime(899));
-        let c = FIVE_MINUTES.window_for("203.0.113.7", UnixTime(900));
-        assert_eq!(a, b);
-        assert_ne!(a.key, c.key);
-        assert_eq!(a.resets_at, UnixTime(900));
-        assert_eq!(c.resets_at, UnixTime(1200));
+    fn a_window_slides_with_the_requests_instead_of_the_clock() {
+        let mut log = RequestLog::default();
+        // Three requests just before what a fixed window would call its boundary (t = 60)...
+        for t in [50, 55, 59] {
+            log.count(&THREE_PER_MINUTE, UnixTime(t)).unwrap();
+        }
+        // ...do not let three more through just after it.
+        let refused = log.count(&THREE_PER_MINUTE, UnixTime(61)).unwrap_err();
+        assert_eq!(refused.resets_at, UnixTime(110), "allowed again when the oldest leaves the window");
+        assert_eq!(refused.retry_after_seconds(UnixTime(61)), 49);
+        log.count(&THREE_PER_MINUTE, UnixTime(110)).unwrap();
+        assert!(log.count(&THREE_PER_MINUTE, UnixTime(114)).is_err(), "55 and 59 still count until 115 and 119");
+        log.count(&THREE_PER_MINUTE, UnixTime(115)).unwrap();
+    }
+
+    #[test]
+    fn the_limit_is_inclusive_and_refused_requests_are_not_counted() {
+        let mut log = RequestLog::default();
+        for _ in 0..3 {
+            log.count(&THREE_PER_MINUTE, UnixTime(0)).unwrap();
+        }
+        for t in 1..60 {
+            assert!(log.count(&THREE_PER_MINUTE, UnixTime(t)).is_err());
+        }
+        // A flood of refusals did not push the wait further out.
+        log.count(&THREE_PER_MINUTE, UnixTime(60)).unwrap();
+    }
+
+    #[test]
+    fn a_person_waits_for_the_oldest_request_to_leave_not_for_the_window_to_end() {
+        let five_per_hour = ThrottleRule { name: "identity", limit: 5, window: Duration::from_secs(3600) };
+        let mut log = RequestLog::default();
+        for t in [0, 600, 1200, 1800, 2400] {
+            log.count(&five_per_hour, UnixTime(t)).unwrap();
+        }
+        let refused = log.count(&five_per_hour, UnixTime(3000)).unwrap_err();
+        assert_eq!(refused.retry_after_seconds(UnixTime(3000)), 600);
     }
 
     #[test]
     fn subjects_are_kept_apart_and_never_appear_in_the_key() {
-        let a = FIVE_MINUTES.window_for("ada@example.com", UnixTime(0));
-        let b = FIVE_MINUTES.window_for("grace@example.com", UnixTime(0));
-        assert_ne!(a.key, b.key);
-        assert!(!a.key.contains("ada"));
-    }
-
-    #[test]
-    fn the_limit_is_inclusive() {
-        let reset = UnixTime(300);
-        assert_eq!(FIVE_MINUTES.decide(1, reset), ThrottleDecision::Allowed { remaining: 24, resets_at: reset });
-        assert_eq!(FIVE_MINUTES.decide(25, reset), ThrottleDecision::Allowed { remaining: 0, resets_at: reset });
-        assert_eq!(FIVE_MINUTES.decide(26, reset), ThrottleDecision::Refused { resets_at: reset });
+        let a = THREE_PER_MINUTE.counting("ada@example.com").key();
+        let b = THREE_PER_MINUTE.counting("grace@example.com").key();
+        assert_ne!(a, b);
+        assert!(!a.contains("ada"));
     }
 
     #[test]

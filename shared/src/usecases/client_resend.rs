@@ -7,10 +7,11 @@ use crate::config::{self, ConfigError};
 use crate::wiring::Wiring;
 
 use crate::domain::user::SendRefusal;
-use crate::domain::{ClientId, CooldownPolicy, EmailAddress, SendRequirements, UnixTime, UserId};
-use crate::ports::{AddressChangeRefusal, ClaimCondition, SendClaims, UserReader, UserRegistry};
+use crate::domain::{ClientId, CooldownPolicy, EmailAddress, SendRequirements, Throttle, Throttled, UnixTime, UserId};
+use crate::ports::{AddressChangeRefusal, ClaimCondition, RequestCounters, SendClaims, UserReader, UserRegistry};
 use crate::usecases::Failure;
 use crate::usecases::delivery::Delivery;
+use crate::usecases::throttle::{self, Limited, ThrottleError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientResendError {
@@ -25,15 +26,32 @@ pub enum ClientResendError {
     AddressTaken,
     #[error("a confirmation mail was sent less than a cooldown ago")]
     CooldownActive { remaining_seconds: u64 },
+    #[error("the request is over a limit")]
+    Throttled(Throttled),
     #[error(transparent)]
     Failed(#[from] Failure),
+}
+
+impl From<Limited<ClientResendError>> for ClientResendError {
+    fn from(err: Limited<ClientResendError>) -> Self {
+        match err {
+            Limited::Throttled(throttled) => ClientResendError::Throttled(throttled),
+            Limited::Refused(refused) => refused,
+        }
+    }
+}
+
+impl From<ThrottleError> for ClientResendError {
+    fn from(err: ThrottleError) -> Self {
+        Limited::from(err).into()
+    }
 }
 
 impl ClientResend {
     pub fn from_config(w: &Wiring<'_>) -> Result<Self, ConfigError> {
         let store = w.store()?;
         let delivery = Delivery::from_config(w.config, store.clone(), w.mailer()?)?;
-        Ok(Self::new(store.clone(), store.clone(), store, delivery, config::cooldown(w.config)?))
+        Ok(Self::new(store.clone(), store.clone(), store.clone(), store, delivery, config::cooldown(w.config)?))
     }
 }
 
@@ -41,6 +59,7 @@ pub struct ClientResend {
     users: Arc<dyn UserReader>,
     registry: Arc<dyn UserRegistry>,
     claims: Arc<dyn SendClaims>,
+    counters: Arc<dyn RequestCounters>,
     delivery: Delivery,
     cooldown: CooldownPolicy,
 }
@@ -50,10 +69,11 @@ impl ClientResend {
         users: Arc<dyn UserReader>,
         registry: Arc<dyn UserRegistry>,
         claims: Arc<dyn SendClaims>,
+        counters: Arc<dyn RequestCounters>,
         delivery: Delivery,
         cooldown: CooldownPolicy,
     ) -> Self {
-        Self { users, registry, claims, delivery, cooldown }
+        Self { users, registry, claims, counters, delivery, cooldown }
     }
 
     fn refusal(refusal: SendRefusal) -> ClientResendError {
@@ -69,7 +89,8 @@ impl ClientResend {
     }
 
     /// Resends to the user's pending address, or first replaces it with `new_address`. The
-    /// checks come first, so a refused request changes nothing.
+    /// checks come first, so a refused request changes nothing: a plain resend is counted by
+    /// `throttles` in the claim's round trip, an address change before anything is written.
     #[tracing::instrument(name = "send confirmation mail for a client", skip_all, fields(user_id = %user_id))]
     pub async fn resend(
         &self,
@@ -77,23 +98,35 @@ impl ClientResend {
         client: &ClientId,
         new_address: Option<&EmailAddress>,
         now: UnixTime,
+        throttles: &[Throttle],
     ) -> Result<(), ClientResendError> {
         if !self.delivery.settings().enabled {
             return Err(ClientResendError::MailDisabled);
         }
         let requirements = SendRequirements { client: Some(client), address: None };
+        let mut throttles = throttles;
         if let Some(new_address) = new_address {
+            self.count_only(throttles, now).await?;
+            throttles = &[];
             self.change_address(user_id, &requirements, new_address, now).await?;
         }
         let until = self.cooldown.claim_until(now);
-        let claim = self
-            .claims
-            .claim_send(user_id, now, until, ClaimCondition::CooldownOver, &requirements)
-            .await
-            .map_err(Failure::Storage)?
-            .map_err(|seen| Self::refusal(SendRefusal::explain(seen.as_ref(), &requirements, now)))?;
+        let claim = async {
+            self.claims
+                .claim_send(user_id, now, until, ClaimCondition::CooldownOver, &requirements)
+                .await
+                .map_err(Failure::Storage)?
+                .map_err(|seen| Self::refusal(crate::usecases::explain_refusal(seen.as_ref(), &requirements, now)))
+        };
+        let claim =
+            throttle::claim_counted(self.counters.as_ref(), self.claims.as_ref(), throttles, now, claim).await?;
         self.delivery.deliver(&claim, None, now).await.map_err(Failure::from)?;
         Ok(())
+    }
+
+    /// Counts a request that is refused before any claim, as one that reached it would be.
+    pub async fn count_only(&self, throttles: &[Throttle], now: UnixTime) -> Result<(), ClientResendError> {
+        Ok(throttle::count_request(self.counters.as_ref(), throttles, now).await?)
     }
 
     /// Moves a pending user of `client` to `new_address` unless it is already there.
@@ -138,6 +171,7 @@ mod tests {
         ClientResend::new(
             store.clone(),
             store.clone(),
+            store.clone(),
             store,
             fakes.delivery(),
             CooldownPolicy { period: Duration::from_secs(60) },
@@ -152,7 +186,8 @@ mod tests {
         fakes.store.insert(user);
         let other_app = ClientId::parse("app").unwrap();
         let new = EmailAddress::parse("new@example.org").unwrap();
-        let refused = resend(&fakes).resend(&UserId::parse("u-1").unwrap(), &other_app, Some(&new), UnixTime(0)).await;
+        let refused =
+            resend(&fakes).resend(&UserId::parse("u-1").unwrap(), &other_app, Some(&new), UnixTime(0), &[]).await;
         assert!(matches!(refused, Err(ClientResendError::NotOwnedByClient)), "{refused:?}");
         assert_eq!(fakes.store.user("u-1").unwrap().email.as_typed(), "ada@example.org");
         assert!(fakes.mailer.sent_to().is_empty());
@@ -167,9 +202,9 @@ mod tests {
         fakes.store.insert(user);
         let web = ClientId::parse("web").unwrap();
         let new = EmailAddress::parse("new@example.org").unwrap();
-        resend(&fakes).resend(&UserId::parse("u-1").unwrap(), &web, Some(&new), UnixTime(50)).await.unwrap();
+        resend(&fakes).resend(&UserId::parse("u-1").unwrap(), &web, Some(&new), UnixTime(50), &[]).await.unwrap();
         assert_eq!(fakes.mailer.sent_to(), ["new@example.org"]);
-        let again = resend(&fakes).resend(&UserId::parse("u-1").unwrap(), &web, None, UnixTime(51)).await;
+        let again = resend(&fakes).resend(&UserId::parse("u-1").unwrap(), &web, None, UnixTime(51), &[]).await;
         assert!(matches!(again, Err(ClientResendError::CooldownActive { remaining_seconds: 59 })), "{again:?}");
     }
 }

@@ -74,6 +74,9 @@ impl Confirmer {
             AuthenticLink { link, .. } => link,
         };
         let outcome = self.confirmations.confirm(&link.user_id, &link.address, now).await.map_err(Failure::Storage)?;
+        if outcome.is_ok() {
+            crate::metrics::count(crate::metrics::Metric::Confirmations);
+        }
         outcome.map_err(|seen| match ConfirmRefusal::explain(seen.as_ref(), &link.address) {
             ConfirmRefusal::UserNotFound => ConfirmError::UserNotFound,
             ConfirmRefusal::AlreadyConfirmed => ConfirmError::AlreadyConfirmed,

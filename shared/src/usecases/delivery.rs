@@ -57,7 +57,9 @@ impl Delivery {
         now: UnixTime,
     ) -> Result<&'static str, DeliveryError> {
         let result = self.compose_and_send(claim, requested_locale, now).await;
-        if result.is_err() {
+        if result.is_ok() {
+            crate::metrics::count(crate::metrics::Metric::MailsSent);
+        } else {
             // The failure itself is reported once, where the contract answers it.
             tracing::info!("confirmation mail not sent; releasing the cooldown claim");
             if let Err(release_failure) = self.claims.release_send(claim).await {

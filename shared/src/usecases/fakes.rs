@@ -10,7 +10,7 @@ use async_trait::async_trait;
 
 use crate::domain::user::SendRefusal;
 use crate::domain::{
-    AddressTag, EmailAddress, SendRequirements, SignUp, ThrottleDecision, ThrottleRule, UnixTime, User, UserId,
+    AddressTag, EmailAddress, RequestLog, SendRequirements, SignUp, Throttle, Throttled, UnixTime, User, UserId,
     UserStatus,
 };
 use crate::link_token::LinkIssuer;
@@ -28,7 +28,7 @@ pub fn pending_user(id: &str, email: &str) -> User {
 #[derive(Default)]
 pub struct MemoryStore {
     users: Mutex<HashMap<String, User>>,
-    counters: Mutex<HashMap<String, u32>>,
+    counters: Mutex<HashMap<String, RequestLog>>,
     fail_next: AtomicBool,
 }
 
@@ -195,21 +195,10 @@ impl Confirmations for MemoryStore {
 
 #[async_trait]
 impl RequestCounters for MemoryStore {
-    async fn count_request(
-        &self,
-        rule: &ThrottleRule,
-        subject: &str,
-        now: UnixTime,
-    ) -> anyhow::Result<ThrottleDecision> {
+    async fn count_request(&self, throttle: &Throttle, now: UnixTime) -> anyhow::Result<Result<(), Throttled>> {
         self.check()?;
-        let window = rule.window_for(subject, now);
-        let mut counters = self.counters.lock().unwrap();
-        let hits = counters.entry(window.key).or_default();
-        if *hits >= rule.limit {
-            return Ok(ThrottleDecision::Refused { resets_at: window.resets_at });
-        }
-        *hits += 1;
-        Ok(rule.decide(*hits, window.resets_at))
+        let mut logs = self.counters.lock().unwrap();
+        Ok(logs.entry(throttle.key()).or_default().count(&throttle.rule, now))
     }
 }
 

@@ -14,7 +14,9 @@ pub mod throttle;
 #[cfg(test)]
 pub(crate) mod fakes;
 
-use crate::domain::{Identity, UserId};
+use crate::domain::user::SendRefusal;
+use crate::domain::{Identity, SendRequirements, UnixTime, User, UserId};
+use crate::metrics::{self, Metric};
 use crate::ports::UserReader;
 use crate::usecases::delivery::DeliveryError;
 
@@ -24,6 +26,15 @@ pub(crate) async fn user_id_of(users: &dyn UserReader, identity: &Identity) -> R
         Identity::UserId(user_id) => Ok(Some(user_id.clone())),
         Identity::Email(email) => users.find_user_id_by_email(email).await.map_err(Failure::Storage),
     }
+}
+
+/// Why a claim was refused, from the user its condition saw; a refusal by the cooldown is counted.
+pub(crate) fn explain_refusal(seen: Option<&User>, requirements: &SendRequirements<'_>, now: UnixTime) -> SendRefusal {
+    let refusal = SendRefusal::explain(seen, requirements, now);
+    if matches!(refusal, SendRefusal::CooldownActive { .. }) {
+        metrics::count(Metric::CooldownRefusals);
+    }
+    refusal
 }
 
 /// A failure of ours, as opposed to a refusal the request deserved: storage or mail did not
@@ -40,6 +51,10 @@ impl Failure {
     /// Logs the failure with its whole chain of causes; the caller only sees a code.
     pub fn report(&self) {
         tracing::error!(error = %error_chain(self), "request failed");
+        metrics::count(match self {
+            Failure::Storage(_) => Metric::StorageFailures,
+            Failure::Delivery(_) => Metric::MailsFailed,
+        });
     }
 }
 

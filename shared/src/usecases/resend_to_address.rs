@@ -64,7 +64,7 @@ impl AddressedResend {
             .claim_send(user_id, now, until, ClaimCondition::CooldownOver, &requirements)
             .await
             .map_err(Failure::Storage)?
-            .map_err(|seen| match SendRefusal::explain(seen.as_ref(), &requirements, now) {
+            .map_err(|seen| match crate::usecases::explain_refusal(seen.as_ref(), &requirements, now) {
                 SendRefusal::UserNotFound | SendRefusal::ClientMismatch => AddressedResendError::UserNotFound,
                 SendRefusal::AlreadyConfirmed => AddressedResendError::AlreadyConfirmed,
                 SendRefusal::AddressMismatch => AddressedResendError::AddressMismatch,

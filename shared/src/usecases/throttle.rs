@@ -1,23 +1,12 @@
-//! Throttles on unauthenticated or abusable routes, counted in the table before anything
-//! else is looked at, so they behave the same whether or not the addressed user exists.
+//! Throttles on unauthenticated or abusable routes. Every throttle write of a request and its
+//! send claim go out together, so "throttled? cooldown? claim" takes one DynamoDB round trip;
+//! the throttles count a request whatever the user's state, so they behave the same whether or
+//! not the addressed user exists.
 
 use crate::config::{self, ConfigError, Source};
-use crate::domain::{ThrottleDecision, ThrottleRule, UnixTime};
-use crate::ports::RequestCounters;
+use crate::domain::{Throttle, ThrottleRule, Throttled, UnixTime};
+use crate::ports::{Claim, RequestCounters, SendClaims};
 use crate::usecases::Failure;
-
-/// A request over one of its limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Throttled {
-    pub rule: ThrottleRule,
-    pub resets_at: UnixTime,
-}
-
-impl Throttled {
-    pub fn retry_after_seconds(&self, now: UnixTime) -> u64 {
-        now.seconds_until(self.resets_at).max(1)
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ThrottleError {
@@ -40,39 +29,86 @@ impl ResendThrottles {
     /// `RESEND_IP_LIMIT`/`_WINDOW_SECONDS` (20 per hour) and `RESEND_IDENTITY_LIMIT`/`_WINDOW_SECONDS` (5 per hour).
     pub fn from_config(source: &dyn Source) -> Result<Self, ConfigError> {
         Ok(Self {
-            per_ip: ThrottleRule {
-                name: "resend-ip",
-                limit: config::count(source, "RESEND_IP_LIMIT", 20)?,
-                window: config::seconds(source, "RESEND_IP_WINDOW_SECONDS", 3600)?,
-            },
-            per_identity: ThrottleRule {
-                name: "resend-identity",
-                limit: config::count(source, "RESEND_IDENTITY_LIMIT", 5)?,
-                window: config::seconds(source, "RESEND_IDENTITY_WINDOW_SECONDS", 3600)?,
-            },
+            per_ip: config::throttle(source, "resend-ip", ["RESEND_IP_LIMIT", "RESEND_IP_WINDOW_SECONDS"], 20, 3600)?,
+            per_identity: config::throttle(
+                source,
+                "resend-identity",
+                ["RESEND_IDENTITY_LIMIT", "RESEND_IDENTITY_WINDOW_SECONDS"],
+                5,
+                3600,
+            )?,
         })
     }
 
     /// The counters one request goes into: its client's and its identity's.
-    pub fn rules(&self, client: String, identity: String) -> [(ThrottleRule, String); 2] {
-        [(self.per_ip, client), (self.per_identity, identity)]
+    pub fn counting(&self, client: String, identity: String) -> [Throttle; 2] {
+        [self.per_ip.counting(client), self.per_identity.counting(identity)]
     }
 }
 
-/// Counts the request against each rule in turn; the first limit exceeded refuses it.
+/// Counts the request against every throttle at once; a refused request is refused by the
+/// first of them (in the order given) that is over its limit.
 pub async fn count_request(
     counters: &dyn RequestCounters,
-    rules: &[(ThrottleRule, String)],
+    throttles: &[Throttle],
     now: UnixTime,
 ) -> Result<(), ThrottleError> {
-    for (rule, subject) in rules {
-        match counters.count_request(rule, subject, now).await.map_err(Failure::Storage)? {
-            ThrottleDecision::Allowed { .. } => {}
-            ThrottleDecision::Refused { resets_at } => {
-                tracing::info!(rule = rule.name, "request throttled");
-                return Err(ThrottleError::Throttled(Throttled { rule: *rule, resets_at }));
+    let decisions =
+        futures_util::future::join_all(throttles.iter().map(|throttle| counters.count_request(throttle, now))).await;
+    let mut failure = None;
+    for decision in decisions {
+        match decision {
+            Ok(Ok(())) => {}
+            Ok(Err(throttled)) => {
+                tracing::info!(rule = throttled.rule.name, "request throttled");
+                crate::metrics::count(crate::metrics::Metric::Throttled);
+                return Err(ThrottleError::Throttled(throttled));
             }
+            Err(err) => failure = failure.or(Some(err)),
         }
     }
-    Ok(())
+    match failure {
+        Some(err) => Err(Failure::Storage(err).into()),
+        None => Ok(()),
+    }
+}
+
+/// The outcome of a use case counted by throttles: over a limit, or the use case's own refusal.
+#[derive(Debug)]
+pub enum Limited<E> {
+    Throttled(Throttled),
+    Refused(E),
+}
+
+impl<E: From<Failure>> From<ThrottleError> for Limited<E> {
+    fn from(err: ThrottleError) -> Self {
+        match err {
+            ThrottleError::Throttled(throttled) => Limited::Throttled(throttled),
+            ThrottleError::Failed(failure) => Limited::Refused(failure.into()),
+        }
+    }
+}
+
+/// Counts the request and makes the claim together, in one round trip. A claim made by a
+/// request that turns out throttled (or whose counting failed) is given back at once: no mail.
+pub async fn claim_counted<E: From<Failure>>(
+    counters: &dyn RequestCounters,
+    claims: &dyn SendClaims,
+    throttles: &[Throttle],
+    now: UnixTime,
+    claim: impl Future<Output = Result<Claim, E>>,
+) -> Result<Claim, Limited<E>> {
+    let (counted, claimed) = tokio::join!(count_request(counters, throttles, now), claim);
+    match counted {
+        Ok(()) => claimed.map_err(Limited::Refused),
+        Err(refused) => {
+            if let Ok(claim) = &claimed
+                && let Err(err) = claims.release_send(claim).await
+            {
+                // The cooldown stays claimed without a mail until it ends: say so, once.
+                Failure::Storage(err.context("giving back the claim of a throttled request")).report();
+            }
+            Err(refused.into())
+        }
+    }
 }
