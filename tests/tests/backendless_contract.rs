@@ -206,7 +206,7 @@ async fn paranoid_mode_tells_no_account_apart_by_answer_throttle_or_time() {
         env.insert("RESEND_IP_LIMIT".into(), "100".into());
     })
     .await;
-    let stack = &timed;
+    let stack = timed;
     let (mut known_times, mut unknown_times) = (Vec::new(), Vec::new());
     for _ in 0..9 {
         let (_, fresh) = quiet.signed_up_user(None).await;
