@@ -375,3 +375,89 @@ async fn every_sending_route_answers_each_aws_fault_with_its_5xx_in_bounded_time
     }
     println!("{}", table.join("\n"));
 }
+
+/// The reads and transactions of the routes that make them: Backendless's address look-up
+/// (`GetItem`), Mastodon's address change and the sign-up consumer (`TransactWriteItems`).
+#[tokio::test(flavor = "multi_thread")]
+async fn reads_and_transactions_fail_cleanly_in_bounded_time_and_recover() {
+    let faults: [FaultCase; 3] = [
+        ("", Fault::dynamodb_throttled, 1_000),
+        ("", Fault::dynamodb_internal, 1_000),
+        ("", || Fault::ApplyThenAnswer { status: 500, body: "{}".into() }, 1),
+    ];
+    let mut table = Vec::new();
+    for (_, fault, times) in faults {
+        // Backendless resend by address: the look-up fails.
+        let (stack, proxy) = TestStack::start_with_faults(|env| {
+            env.insert("COOLDOWN_SECONDS".into(), "1".into());
+        })
+        .await;
+        let user = user_for(&stack, Route::Backendless).await;
+        stack.clock.advance(2);
+        let case = format!("Backendless with GetItem {:?}", fault());
+        proxy.inject("GetItem", fault(), times);
+        let started = Instant::now();
+        let status = (user.request)(&stack).send().await.unwrap().status();
+        let took = started.elapsed();
+        proxy.clear();
+        assert!(took < Duration::from_secs(7), "{case}: {took:?}");
+        if times == 1 {
+            // A read answered 500 once is retried by the SDK (a read changes nothing): it goes on.
+            assert!(status.is_success(), "{case}: {status}");
+            assert_eq!(stack.mails_to(&user.email).await.len(), 2, "{case}: mailed once");
+        } else {
+            assert!(status.is_server_error(), "{case}: {status}");
+            assert_eq!(stack.mails_to(&user.email).await.len(), 1, "{case}: only the sign-up mail");
+            stack.clock.advance(2);
+            assert!((user.request)(&stack).send().await.unwrap().status().is_success(), "{case}: retry");
+            assert_eq!(stack.mails_to(&user.email).await.len(), 2, "{case}: the retry mailed once");
+        }
+        table.push(format!("{case} | {status} in {took:.1?} | mailed once (now or on retry)"));
+
+        // Mastodon resend to a new address: the address-change transaction fails.
+        let id = format!("m-{}", mailconfirm_local::gateway::uuid_like());
+        let old = stack.unique_email("old");
+        let event = json!({ "user_id": id, "email": old, "client_id": "app-1" });
+        assert!(stack.sign_up(event).await.batch_item_failures.is_empty());
+        let new = stack.unique_email("new");
+        let token = mint_access_token(json!({ "sub": id, "client_id": "app-1", "scope": "write" }));
+        let change = || {
+            stack
+                .http
+                .post(stack.url("/api/v1/emails/confirmations"))
+                .bearer_auth(&token)
+                .form(&[("email", new.as_str())])
+                .send()
+        };
+        let case = format!("Mastodon new address with TransactWriteItems {:?}", fault());
+        proxy.inject("TransactWriteItems", fault(), times);
+        let started = Instant::now();
+        let status = change().await.unwrap().status();
+        let took = started.elapsed();
+        proxy.clear();
+        assert!(status.is_server_error(), "{case}: {status}");
+        assert!(took < Duration::from_secs(7), "{case}: {took:?}");
+        assert!(stack.mails_to(&new).await.is_empty(), "{case}: nothing sent to the new address yet");
+        assert!(change().await.unwrap().status().is_success(), "{case}: retry");
+        assert_eq!(stack.mails_to(&new).await.len(), 1, "{case}: the retry mailed the new address once");
+        table.push(format!("{case} | {status} in {took:.1?} | 0 mails | retry mailed once"));
+
+        // The sign-up consumer: the user+claim transaction fails; the message is redelivered.
+        let email = stack.unique_email("signup");
+        let event = json!({ "user_id": format!("s-{}", mailconfirm_local::gateway::uuid_like()), "email": email });
+        let case = format!("sign-up with TransactWriteItems {:?}", fault());
+        proxy.inject("TransactWriteItems", fault(), times);
+        let started = Instant::now();
+        let failures = stack.sign_up(event.clone()).await.batch_item_failures.len();
+        let took = started.elapsed();
+        proxy.clear();
+        assert!(took < Duration::from_secs(7), "{case}: {took:?}");
+        let mails = stack.mails_to(&email).await.len();
+        // Applied then 500: the retried transaction meets its own claim and mails at once.
+        assert_eq!((failures, mails), if times == 1 { (0, 1) } else { (1, 0) }, "{case}");
+        assert!(stack.sign_up(event).await.batch_item_failures.is_empty(), "{case}: redelivery");
+        assert_eq!(stack.mails_to(&email).await.len(), 1, "{case}: mailed exactly once");
+        table.push(format!("{case} | {failures} batch failures in {took:.1?} | {mails} mails | redelivery: 1 mail"));
+    }
+    println!("{}", table.join("\n"));
+}
