@@ -62,6 +62,7 @@ FLOW = [
     "mastodon-resend-confirmation",
     "tennpay-send-confirmation",
     "backendless-create-confirmation-url",
+    "backendless-app-info",
     "confirm-page",
     "singularity-verify-email",
 ]

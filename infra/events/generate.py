@@ -129,6 +129,8 @@ def main() -> None:
             None,
             {"authorization": f"Bearer {access_token(client_id='web-app', scope='read write')}"},
         ),
+        # What the Backendless SDK asks in initApp, with the token of a logged-in user.
+        "backendless-app-info.json": http_event("GET", "/api/info", None, {"user-token": access_token()}),
         "backendless-create-confirmation-url.json": http_event(
             "POST",
             f"/api/users/createEmailConfirmationURL/{EMAIL}",

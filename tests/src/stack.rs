@@ -179,6 +179,7 @@ pub const FUNCTIONS: &[FunctionSpec] = &[
         Http,
         mailconfirm::contracts::backendless::CreateConfirmationUrl
     ),
+    function!("backendless-app-info", run_http, Http, mailconfirm::contracts::backendless_info::AppInfo),
     function!("tennpay-send-confirmation", run_http, Http, mailconfirm::contracts::tennpay::SendConfirmation),
     function!("mastodon-resend-confirmation", run_http, Http, mailconfirm::contracts::mastodon::ResendConfirmation),
     function!("confirm-page", run_http, Http, mailconfirm::confirm_page::ConfirmPage),

@@ -304,6 +304,31 @@ async fn only_an_admin_token_may_create_confirmation_urls() {
     assert_error(unknown, 400, 3104).await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn the_app_information_answers_anyone_and_refuses_a_user_token_that_does_not_verify() {
+    let stack = TestStack::start().await;
+    let info = |token: Option<String>| {
+        let mut request = stack.http.get(stack.url("/api/info"));
+        if let Some(token) = token {
+            request = request.header("user-token", token);
+        }
+        request.send()
+    };
+
+    for token in [None, Some(stack.access_token("someone")), Some(admin_token())] {
+        let answer = info(token).await.unwrap();
+        assert_eq!(answer.status(), StatusCode::OK);
+        assert_eq!(answer.headers()["content-type"], "application/json");
+        assert_eq!(answer.json::<Value>().await.unwrap(), json!({ "loggers": [] }));
+    }
+    let now = jsonwebtoken::get_current_timestamp() as i64;
+    let expired = mint_access_token(json!({ "sub": "someone", "exp": now - 3600 }));
+    let tampered = stack.access_token("someone").replace('.', "x.");
+    for stale in [expired, "garbage".to_owned(), tampered] {
+        assert_error(info(Some(stale)).await.unwrap(), 401, 3064).await;
+    }
+}
+
 /// Runs tests/clients/backendless.mjs: Backendless's SDK against the local API.
 fn backendless_sdk(stack: &TestStack, call: &str, identity: &str, user_token: Option<&str>) -> Value {
     let clients = project_root().join("tests/clients");
@@ -317,7 +342,12 @@ fn backendless_sdk(stack: &TestStack, call: &str, identity: &str, user_token: Op
         command.arg(token);
     }
     let output = command.output().expect("node runs");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    // The SDK's start (initApp loads /api/info, and the logging levels from it) went through.
+    for complaint in ["could not load backendless app info", "Could not load logging levels"] {
+        assert!(!stderr.contains(complaint), "the SDK logged {complaint:?}: {stderr}");
+    }
     serde_json::from_slice(&output.stdout).expect("the script prints JSON")
 }
 
@@ -356,4 +386,33 @@ async fn backendless_own_javascript_sdk_resends_and_creates_urls() {
     assert_eq!(stack.stored_status(&user_id).await.as_deref(), Some("ENABLED"));
     let confirmed_already = backendless_sdk(&stack, "resend", &email, None);
     assert_eq!((confirmed_already["code"].as_u64(), confirmed_already["status"].as_u64()), (Some(3102), Some(400)));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backendless_own_javascript_sdk_starts_cleanly_and_drops_a_stale_user_token() {
+    let stack = TestStack::start().await;
+    let info = json!({ "loggers": [] });
+    let anonymous = json!({ "url": "/api/info", "userToken": null, "status": 200, "body": info });
+
+    // initApp's own request, whose answer the SDK then keeps.
+    let started = backendless_sdk(&stack, "app-info", "-", None);
+    assert_eq!(started["value"]["requests"], json!([anonymous]), "{started}");
+    assert_eq!(started["value"]["settled"], true, "{started}");
+
+    let valid = stack.access_token("someone");
+    let logged_in = backendless_sdk(&stack, "app-info", "-", Some(&valid));
+    let with_token = json!({ "url": "/api/info", "userToken": valid, "status": 200, "body": info });
+    assert_eq!(logged_in["value"]["requests"], json!([anonymous, with_token]), "{logged_in}");
+    assert_eq!((&logged_in["value"]["settled"], &logged_in["value"]["userTokenAfter"]), (&json!(true), &json!(valid)));
+
+    // On 3064 the SDK forgets the token and asks again without it, which is answered. SDK 8.0.0
+    // never hands that second answer to its promise (`appInfoPromise` returns it from a `catch`
+    // after `then(resolve)`), so the promise stays pending: nothing is logged, and the SDK's
+    // logging levels keep those initApp loaded.
+    let now = jsonwebtoken::get_current_timestamp() as i64;
+    let stale = mint_access_token(json!({ "sub": "someone", "exp": now - 3600 }));
+    let recovered = backendless_sdk(&stack, "app-info", "-", Some(&stale));
+    let refused = json!({ "url": "/api/info", "userToken": stale, "status": 401, "code": 3064 });
+    assert_eq!(recovered["value"]["requests"], json!([anonymous, refused, anonymous]), "{recovered}");
+    assert_eq!((&recovered["value"]["settled"], &recovered["value"]["userTokenAfter"]), (&json!(false), &Value::Null));
 }

@@ -65,6 +65,10 @@ async fn the_sam_local_events_replay_the_whole_flow() {
     assert_eq!(status, 200, "{body}");
     assert!(body["confirmationURL"].as_str().unwrap().contains("/confirm-email?token="));
 
+    // backendless-app-info.json: the SDK's start, with a logged-in user's token.
+    let (status, body) = replay(&stack, "backendless-app-info", "backendless-app-info.json").await;
+    assert_eq!((status, body), (200, serde_json::json!({ "loggers": [] })));
+
     // confirm-page.json: opening the link shows the Confirm button and confirms nothing. The
     // page speaks the language of the mail (the link's `en`), not the browser's French.
     let function = stack.api.gateway_function("confirm-page").unwrap();

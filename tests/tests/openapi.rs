@@ -404,6 +404,20 @@ async fn real_responses_have_documented_statuses_and_bodies_that_match_their_sch
         }
     }
 
+    for (token, label) in [
+        (None, "app info"),
+        (Some(stack.access_token("someone")), "app info with a user's token"),
+        (Some(expired_token("someone")), "app info with a stale token"),
+        (Some("not-a-jwt".to_owned()), "app info with a broken token"),
+    ] {
+        let mut request = http.get(stack.url("/api/info"));
+        if let Some(token) = token {
+            request = request.header("user-token", token);
+        }
+        let (status, _) = checker.check("GET", request.send().await.unwrap()).await;
+        statuses(&mut answered, label, status);
+    }
+
     // ---------- 10npay ----------
     const TENNPAY: &str = "/User/email/send-confirmation";
     let payer_email = quiet.unique_email("payer");
@@ -535,6 +549,9 @@ async fn real_responses_have_documented_statuses_and_bodies_that_match_their_sch
         ("resend to no user", 400),
         ("create URL without admin", 403),
         ("create URL", 200),
+        ("app info", 200),
+        ("app info with a user's token", 200),
+        ("app info with a stale token", 401),
         ("10npay", 204),
         ("10npay as text", 415),
         ("10npay for another user", 403),

@@ -32,7 +32,7 @@ pub enum ErrorCode {
     UserNotFound,
     /// Too many requests: the user's cooldown or a throttle.
     TooManyRequests { retry_after_seconds: u64 },
-    /// No valid token: 401.
+    /// 3064: no valid token (missing, or one that does not verify): 401.
     NotAuthenticated,
     /// A valid token without the admin role or scope: 403.
     NotPermitted,
@@ -64,7 +64,7 @@ impl ErrorCode {
                 "Cannot process request - request limit has been exhausted. Retry later.",
             ),
             ErrorCode::NotAuthenticated => {
-                (StatusCode::UNAUTHORIZED, 3064, "Not existing user token. Please log in as an administrator.")
+                (StatusCode::UNAUTHORIZED, 3064, "Not existing user token. Log in again to get a valid one.")
             }
             ErrorCode::NotPermitted => {
                 (StatusCode::FORBIDDEN, 3066, "Permission denied: this operation requires an administrator.")

@@ -2,6 +2,7 @@
 //! use-case outcomes into that contract's responses, with its error mapping in one place.
 
 pub mod backendless;
+pub mod backendless_info;
 pub mod mastodon;
 pub mod singularity;
 pub mod tennpay;
