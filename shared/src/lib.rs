@@ -12,6 +12,7 @@ pub mod contracts;
 pub mod domain;
 pub mod link_token;
 pub mod mail;
+pub mod pacing;
 pub mod ports;
 pub mod signup_events;
 pub mod store;
