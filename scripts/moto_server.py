@@ -1,11 +1,15 @@
 """moto in server mode, made fit for mailconfirm's local stack and tests.
 
-Two additions to stock `moto_server`, neither of which changes what moto answers:
+Three additions to stock `moto_server`, none of which changes what moto answers:
 - Requests are served one at a time. Stock moto serves them on threads and its conditional
   writes are then not atomic (2 of 50 concurrent claims can succeed); real DynamoDB lets
   exactly one through, and the cooldown tests rely on that.
 - A tap records every SES v2 SendEmail that moto accepted, with both its text and HTML part
   (moto's own store keeps only the HTML), at GET /_mailconfirm/outbox.
+- A transaction backs up only the items it names. moto deep-copies every table a
+  TransactWriteItems names before applying it (to roll back a cancelled one), so each
+  transaction costs as much as its table is big: a burst of 2,000 sign-ups (4,000 items) slowed
+  to ten a second. The items it does not name cannot change, so the backup shares them.
 """
 
 import argparse
@@ -14,11 +18,60 @@ import json
 import threading
 import time
 
+import copy
+
+import moto.dynamodb.models as dynamodb_models
+from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.dynamo_type import DynamoType
+from moto.dynamodb.models.table import Table
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import run_simple
 
 SEND_EMAIL_PATH = "/v2/email/outbound-emails"
 OUTBOX_PATH = "/_mailconfirm/outbox"
+
+
+class TransactionBackups:
+    """Stands in for the `copy` module inside moto's DynamoDB backend: a table is copied with
+    only the named items deep-copied; anything else is deep-copied as before. Requests are
+    served one at a time (below), so the names of the running transaction can be held here."""
+
+    def __init__(self):
+        self.named = {}
+
+    def deepcopy(self, value, *args, **kwargs):
+        if not isinstance(value, Table):
+            return copy.deepcopy(value, *args, **kwargs)
+        backup = copy.copy(value)
+        backup.items = copy.copy(value.items)
+        for key in self.named.get(value.name, ()):
+            if key in value.items:
+                backup.items[key] = copy.deepcopy(value.items[key])
+        return backup
+
+    def __getattr__(self, name):
+        return getattr(copy, name)
+
+    def install(self):
+        original = DynamoDBBackend.transact_write_items
+        backups = self
+
+        def transact_write_items(backend, transact_items):
+            backups.named = {}
+            for item in transact_items:
+                for op in item.values():
+                    table = backend.tables.get(op.get("TableName"))
+                    attributes = op.get("Key") or op.get("Item") or {}
+                    if table is not None and table.hash_key_attr in attributes:
+                        key = DynamoType(attributes[table.hash_key_attr])
+                        backups.named.setdefault(table.name, set()).add(key)
+            try:
+                return original(backend, transact_items)
+            finally:
+                backups.named = {}
+
+        DynamoDBBackend.transact_write_items = transact_write_items
+        dynamodb_models.copy = self
 
 
 class MailconfirmMoto:
@@ -83,6 +136,7 @@ def main():
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5000)
     args = parser.parse_args()
+    TransactionBackups().install()
     run_simple(args.host, args.port, MailconfirmMoto(), threaded=True, use_reloader=False)
 
 

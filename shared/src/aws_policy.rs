@@ -9,6 +9,10 @@
 //! - **SES** sends at most once per request: the SDK retries only answers that prove SES did
 //!   not accept the mail (throttling, `TooManyRequestsException`). After a 5xx, a timeout or a
 //!   dropped connection SES may have sent it, so the request fails instead of sending twice.
+//! - **SES's sending rate** refuses a send with `TooManyRequestsException` (HTTP 429, "Maximum
+//!   sending rate exceeded.", what SES v2 answers) or, as the SES guide words it, a
+//!   `ThrottlingException`: [`ses_refused_for_rate`] tells those apart, so the sign-up consumer
+//!   can treat them as "later" rather than as a failure.
 
 use std::time::Duration;
 
@@ -42,6 +46,15 @@ pub fn ses_timeouts(budget: Duration) -> TimeoutConfig {
         .build()
 }
 
+/// How long into an invocation a sign-up may still be begun: its AWS calls (the transaction, the
+/// send, and the acceptance record or the claim's release) can take up to their operation
+/// timeouts, and all of that must end inside the function's `Timeout`.
+pub fn begin_window(budget: Duration) -> Duration {
+    let dynamodb = dynamodb_timeouts(budget).operation_timeout().unwrap_or(budget);
+    let ses = ses_timeouts(budget).operation_timeout().unwrap_or(budget);
+    budget.saturating_sub(dynamodb * 2 + ses)
+}
+
 /// Retries a send only when SES's answer says the mail was not accepted.
 #[derive(Debug, Default)]
 pub struct SendAtMostOnce;
@@ -65,9 +78,34 @@ impl ClassifyRetry for SendAtMostOnce {
     }
 }
 
+/// SES's codes for "not now": the account's sending rate (or daily quota) is used up. The mail
+/// was refused, not taken, so sending it later sends it once.
+const SES_RATE_CODES: &[&str] = &["TooManyRequestsException", "ThrottlingException", "Throttling"];
+
+/// Whether an SES answer (its HTTP status and error code) refused a send for the account's rate.
+pub fn ses_refused_for_rate(status: Option<u16>, code: Option<&str>) -> bool {
+    status == Some(429) || code.is_some_and(|code| SES_RATE_CODES.contains(&code))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sign_up_begun_inside_the_window_ends_inside_the_timeout() {
+        let window = begin_window(Duration::from_secs(10));
+        assert!((window.as_secs_f64() - 3.0).abs() < 0.01, "{window:?}");
+    }
+
+    #[test]
+    fn only_ses_rate_answers_count_as_refused_for_rate() {
+        assert!(ses_refused_for_rate(Some(429), Some("TooManyRequestsException")));
+        assert!(ses_refused_for_rate(Some(400), Some("ThrottlingException")));
+        assert!(ses_refused_for_rate(Some(429), None));
+        assert!(!ses_refused_for_rate(Some(400), Some("MessageRejected")));
+        assert!(!ses_refused_for_rate(Some(500), None), "a 5xx may have sent the mail");
+        assert!(!ses_refused_for_rate(None, None), "no answer may have sent the mail");
+    }
 
     #[test]
     fn a_claim_a_mail_and_a_release_fit_well_inside_the_function_timeout() {

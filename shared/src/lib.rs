@@ -13,6 +13,7 @@ pub mod domain;
 pub mod link_token;
 pub mod mail;
 pub mod metrics;
+pub mod pacing;
 pub mod ports;
 pub mod signup_events;
 pub mod store;

@@ -165,8 +165,37 @@ pub struct ConfirmationMail {
 pub struct TemplateError(#[from] anyhow::Error);
 
 #[derive(Debug, thiserror::Error)]
-#[error("SES did not accept the mail")]
-pub struct MailSendError(#[from] anyhow::Error);
+#[error("{}", self.describe())]
+pub struct MailSendError {
+    #[source]
+    source: anyhow::Error,
+    refused_for_rate: bool,
+}
+
+impl From<anyhow::Error> for MailSendError {
+    fn from(source: anyhow::Error) -> Self {
+        Self { source, refused_for_rate: false }
+    }
+}
+
+impl MailSendError {
+    /// SES refused the mail for the account's sending rate: nothing was sent, so later is safe.
+    pub fn refused_for_rate(source: anyhow::Error) -> Self {
+        Self { source, refused_for_rate: true }
+    }
+
+    pub fn is_refused_for_rate(&self) -> bool {
+        self.refused_for_rate
+    }
+
+    fn describe(&self) -> &'static str {
+        if self.refused_for_rate {
+            "SES refused the mail for the account's sending rate"
+        } else {
+            "SES did not accept the mail"
+        }
+    }
+}
 
 /// Sends mail through SES v2.
 pub struct SesMailer {
@@ -192,11 +221,11 @@ impl Mailer for SesMailer {
     async fn send(&self, to: &EmailAddress, mail: &ConfirmationMail) -> Result<(), MailSendError> {
         let utf8 = |data: &str| Content::builder().data(data).charset("UTF-8").build();
         let message = Message::builder()
-            .subject(utf8(&mail.subject).map_err(|e| MailSendError(anyhow!(e)))?)
+            .subject(utf8(&mail.subject).map_err(|e| MailSendError::from(anyhow!(e)))?)
             .body(
                 Body::builder()
-                    .text(utf8(&mail.text).map_err(|e| MailSendError(anyhow!(e)))?)
-                    .html(utf8(&mail.html).map_err(|e| MailSendError(anyhow!(e)))?)
+                    .text(utf8(&mail.text).map_err(|e| MailSendError::from(anyhow!(e)))?)
+                    .html(utf8(&mail.html).map_err(|e| MailSendError::from(anyhow!(e)))?)
                     .build(),
             )
             .build();
@@ -210,7 +239,14 @@ impl Mailer for SesMailer {
             .set_configuration_set_name(self.configuration_set.clone())
             .send()
             .await
-            .map_err(|err| MailSendError(crate::aws_error::redacted("SES", &err)))?;
+            .map_err(|err| {
+                let failure = crate::aws_error::AwsFailure::of("SES", &err);
+                if crate::aws_policy::ses_refused_for_rate(failure.status, failure.code.as_deref()) {
+                    MailSendError::refused_for_rate(anyhow::Error::new(failure))
+                } else {
+                    MailSendError::from(anyhow::Error::new(failure))
+                }
+            })?;
         Ok(())
     }
 }

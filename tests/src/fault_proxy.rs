@@ -1,10 +1,13 @@
 //! A fault-injecting proxy between the AWS SDK and moto. Each rule names an operation
 //! (DynamoDB's `X-Amz-Target` action, or SES v2's `SendEmail`) and a fault for its next
 //! requests: answer an error without forwarding, hang, drop the connection before or after
-//! forwarding, or forward (so the call is applied) and then answer an error anyway.
+//! forwarding, or forward (so the call is applied) and then answer an error anyway. A rate
+//! limit answers an operation's requests above N a second with a fault, as SES answers sends
+//! above the account's maximum send rate.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -83,11 +86,39 @@ struct Rule {
     remaining: usize,
 }
 
+/// At most `per_second` requests of `operation` in any second; the others get `refusal`.
+#[derive(Debug, Clone)]
+struct RateLimit {
+    operation: String,
+    per_second: usize,
+    refusal: Fault,
+    /// When the requests let through in the last second arrived.
+    recent: VecDeque<Instant>,
+}
+
+impl RateLimit {
+    /// Lets the request through (and counts it) unless `per_second` went through in the last second.
+    fn admit(&mut self, now: Instant) -> bool {
+        while self.recent.front().is_some_and(|at| now.duration_since(*at) >= Duration::from_secs(1)) {
+            self.recent.pop_front();
+        }
+        if self.recent.len() < self.per_second {
+            self.recent.push_back(now);
+            true
+        } else {
+            false
+        }
+    }
+}
+
 #[derive(Default)]
 struct State {
     rules: Vec<Rule>,
+    rate_limits: Vec<RateLimit>,
     /// Every request seen, by operation, in order.
     seen: Vec<String>,
+    /// The requests a rate limit refused, by operation.
+    refused: Vec<String>,
 }
 
 /// A running proxy; its `url` goes where the SDK's endpoint would.
@@ -130,11 +161,30 @@ impl FaultProxy {
         }
     }
 
-    /// Removes every rule: from now on everything is forwarded.
+    /// From now on, requests of `operation` above `per_second` in any second (a sliding
+    /// window, stricter than a per-second bucket) get `refusal` and are not forwarded.
+    pub fn limit_rate(&self, operation: &str, per_second: usize, refusal: Fault) {
+        if let Ok(mut state) = self.state.lock() {
+            state.rate_limits.push(RateLimit {
+                operation: operation.to_owned(),
+                per_second,
+                refusal,
+                recent: VecDeque::new(),
+            });
+        }
+    }
+
+    /// Removes every rule and rate limit: from now on everything is forwarded.
     pub fn clear(&self) {
         if let Ok(mut state) = self.state.lock() {
             state.rules.clear();
+            state.rate_limits.clear();
         }
+    }
+
+    /// How many requests of `operation` a rate limit refused.
+    pub fn refused(&self, operation: &str) -> usize {
+        self.state.lock().map(|state| state.refused.iter().filter(|refused| *refused == operation).count()).unwrap_or(0)
     }
 
     /// How many requests of `operation` reached the proxy (faulted or not).
@@ -180,10 +230,23 @@ async fn handle(
         let mut state = state.lock().map_err(|_| Dropped)?;
         state.seen.push(operation.clone());
         let rule = state.rules.iter_mut().find(|rule| rule.operation == operation && rule.remaining > 0);
-        rule.map(|rule| {
+        let ruled = rule.map(|rule| {
             rule.remaining -= 1;
             rule.fault.clone()
-        })
+        });
+        let now = Instant::now();
+        let over_rate = match ruled {
+            Some(_) => None,
+            None => state
+                .rate_limits
+                .iter_mut()
+                .find(|limit| limit.operation == operation)
+                .and_then(|limit| if limit.admit(now) { None } else { Some(limit.refusal.clone()) }),
+        };
+        if over_rate.is_some() {
+            state.refused.push(operation.clone());
+        }
+        ruled.or(over_rate)
     };
     let (parts, body) = request.into_parts();
     let body = body.collect().await.map_err(|_| Dropped)?.to_bytes();

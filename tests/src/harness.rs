@@ -26,6 +26,9 @@ pub struct TestStack {
     pub clock: Arc<TestClock>,
     /// The AWS operations each function has made so far.
     pub operations: std::collections::BTreeMap<String, crate::stack::OperationRecorder>,
+    /// The functions' configuration, and where their AWS calls go (a fault proxy, or moto).
+    env: HashMap<String, String>,
+    endpoint: Option<String>,
 }
 
 impl TestStack {
@@ -76,7 +79,31 @@ impl TestStack {
             http: reqwest::Client::new(),
             operations: functions.operations,
             clock,
+            env,
+            endpoint: endpoint.map(str::to_owned),
         }
+    }
+
+    /// `count` execution environments of the sign-up function, each built as its `main.rs`
+    /// builds it, with its own AWS clients and pacer, as Lambda runs them side by side.
+    pub fn sign_up_environments(&self, count: usize) -> Vec<Arc<dyn mailconfirm::SqsHandler>> {
+        let spec = crate::stack::FUNCTIONS
+            .iter()
+            .find(|function| function.binary == "signup-events")
+            .expect("the sign-up function in FUNCTIONS");
+        let crate::stack::Constructor::Sqs(build) = spec.constructor else {
+            panic!("signup-events is an SQS function")
+        };
+        (0..count)
+            .map(|_| {
+                let mut aws = AwsClients::new();
+                if let Some(url) = &self.endpoint {
+                    aws = aws.with_endpoint(url.clone());
+                }
+                let wiring = mailconfirm::Wiring::new(&self.env, Arc::new(aws), self.clock.clone());
+                build(&wiring).expect("the sign-up function configured")
+            })
+            .collect()
     }
 
     pub fn url(&self, path_and_query: &str) -> String {

@@ -5,6 +5,7 @@
 pub mod fault_proxy;
 pub mod gateway;
 pub mod harness;
+pub mod queue;
 pub mod server;
 pub mod stack;
 pub mod template;

@@ -78,6 +78,9 @@ pub const OVERRIDABLE: &[&str] = &[
     "MASTODON_USER_WINDOW_SECONDS",
     "ADMIN_ROLE",
     "ADMIN_SCOPE",
+    "SES_MAX_SEND_RATE",
+    "SIGNUP_MAXIMUM_CONCURRENCY",
+    "SIGNUP_BATCH_SIZE",
 ];
 
 /// Records which AWS operations a function makes, as `Service:Operation`.

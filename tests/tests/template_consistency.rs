@@ -110,3 +110,41 @@ fn the_aws_calls_budget_is_the_functions_timeout() {
         assert!(function.properties.get("Timeout").is_none(), "{} overrides Timeout", function.logical_id);
     }
 }
+
+#[test]
+fn the_sign_up_consumer_is_told_the_concurrency_and_batch_its_event_source_mapping_has() {
+    let template = Template::load().unwrap();
+    let function = template.functions().into_iter().find(|f| f.binary == "signup-events").unwrap();
+    let variables = &function.properties["Environment"]["Variables"];
+    let event = &function.properties["Events"]["SignUpQueue"]["Properties"];
+    assert_eq!(variables["SIGNUP_MAXIMUM_CONCURRENCY"], event["ScalingConfig"]["MaximumConcurrency"]);
+    assert_eq!(variables["SIGNUP_MAXIMUM_CONCURRENCY"]["!Ref"], "SignUpMaximumConcurrency");
+    assert_eq!(variables["SES_MAX_SEND_RATE"]["!Ref"], "SesMaxSendRate");
+    assert_eq!(
+        variables["SIGNUP_BATCH_SIZE"].as_str().unwrap().parse::<u64>().unwrap(),
+        event["BatchSize"].as_u64().unwrap()
+    );
+}
+
+#[test]
+fn the_default_parameters_pace_a_whole_batch_within_an_invocation() {
+    let template = Template::load().unwrap();
+    let parameters = &template.document()["Parameters"];
+    let default = |name: &str| parameters[name]["Default"].as_u64().unwrap() as u32;
+    let pace =
+        mailconfirm::pacing::SendPace::per_environment(default("SesMaxSendRate"), default("SignUpMaximumConcurrency"));
+    let timeout =
+        std::time::Duration::from_secs(template.document()["Globals"]["Function"]["Timeout"].as_u64().unwrap());
+    mailconfirm::signup_events::check_batch_fits(pace, 10, mailconfirm::aws_policy::begin_window(timeout)).unwrap();
+}
+
+#[test]
+fn the_route_throttles_are_parameters() {
+    let template = Template::load().unwrap();
+    let settings = &template.resources()["HttpApi"]["Properties"]["DefaultRouteSettings"];
+    assert_eq!(settings["ThrottlingRateLimit"]["!Ref"], "RouteThrottlingRateLimit");
+    assert_eq!(settings["ThrottlingBurstLimit"]["!Ref"], "RouteThrottlingBurstLimit");
+    let parameters = &template.document()["Parameters"];
+    assert_eq!(parameters["RouteThrottlingRateLimit"]["Default"], 20);
+    assert_eq!(parameters["RouteThrottlingBurstLimit"]["Default"], 50);
+}

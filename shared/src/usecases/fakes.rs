@@ -2,7 +2,7 @@
 //! same pure rule (`SendRefusal::decide`) that the DynamoDB condition is tested against.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::anyhow;
@@ -206,9 +206,15 @@ impl RequestCounters for MemoryStore {
 pub struct MemoryMailer {
     sent: Mutex<Vec<(String, ConfirmationMail)>>,
     fail_next: AtomicBool,
+    refusals_for_rate: AtomicUsize,
 }
 
 impl MemoryMailer {
+    /// The next `times` sends are refused as SES refuses them over the account's rate.
+    pub fn refuse_for_rate(&self, times: usize) {
+        self.refusals_for_rate.store(times, Ordering::SeqCst);
+    }
+
     pub fn sent_to(&self) -> Vec<String> {
         self.sent.lock().unwrap().iter().map(|(to, _)| to.clone()).collect()
     }
@@ -223,6 +229,11 @@ impl Mailer for MemoryMailer {
     async fn send(&self, to: &EmailAddress, mail: &ConfirmationMail) -> Result<(), MailSendError> {
         if self.fail_next.swap(false, Ordering::SeqCst) {
             return Err(MailSendError::from(anyhow!("SES refused the mail")));
+        }
+        let refusals = self.refusals_for_rate.load(Ordering::SeqCst);
+        if refusals > 0 {
+            self.refusals_for_rate.store(refusals - 1, Ordering::SeqCst);
+            return Err(MailSendError::refused_for_rate(anyhow!("Maximum sending rate exceeded.")));
         }
         self.sent.lock().unwrap().push((to.normalized().to_owned(), mail.clone()));
         Ok(())
@@ -251,10 +262,15 @@ impl Fakes {
     }
 
     pub fn delivery(&self) -> Delivery {
+        self.delivery_through(self.mailer.clone())
+    }
+
+    /// A delivery whose mails go through `mailer` (e.g. a paced one around [`Self::mailer`]).
+    pub fn delivery_through(&self, mailer: Arc<dyn Mailer>) -> Delivery {
         let env = Self::env();
         Delivery::new(
             self.store.clone(),
-            self.mailer.clone(),
+            mailer,
             MailSettings::from_config(&env).unwrap(),
             LinkIssuer::from_config(&env).unwrap(),
         )

@@ -7,9 +7,9 @@ use crate::config::{self, ConfigError};
 use crate::wiring::Wiring;
 
 use crate::domain::{CooldownPolicy, SignUp, UnixTime, UserStatus};
-use crate::ports::{ClaimCondition, CreateOutcome, SendClaims, UserRegistry};
+use crate::ports::{ClaimCondition, CreateOutcome, Mailer, SendClaims, UserRegistry};
 use crate::usecases::Failure;
-use crate::usecases::delivery::Delivery;
+use crate::usecases::delivery::{Delivery, DeliveryError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SignUpOutcome {
@@ -30,14 +30,19 @@ pub enum SignUpError {
     /// the message comes back once the claim has lapsed.
     #[error("the first mail's claim is held for {retry_after_seconds} s more")]
     FirstMailInFlight { retry_after_seconds: u64 },
+    /// SES refused the mail for the account's sending rate: nothing was sent and the claim was
+    /// given back, so sending it later sends it once.
+    #[error("SES refused the first mail for the account's sending rate")]
+    MailRefusedForRate,
     #[error(transparent)]
     Failed(#[from] Failure),
 }
 
 impl SignUps {
-    pub fn from_config(w: &Wiring<'_>) -> Result<Self, ConfigError> {
+    /// Sign-ups whose first mails go through `mailer` (the sign-up consumer's paced SES mailer).
+    pub fn from_config(w: &Wiring<'_>, mailer: Arc<dyn Mailer>) -> Result<Self, ConfigError> {
         let store = w.store()?;
-        let delivery = Delivery::from_config(w.config, store.clone(), w.mailer()?)?;
+        let delivery = Delivery::from_config(w.config, store.clone(), mailer)?;
         Ok(Self::new(store.clone(), store, delivery, config::cooldown(w.config)?))
     }
 }
@@ -101,8 +106,13 @@ impl SignUps {
                 }
             }
         };
-        self.delivery.deliver(&claim, sign_up.locale.as_ref(), now).await.map_err(Failure::from)?;
-        Ok(SignUpOutcome::MailSent)
+        match self.delivery.deliver(&claim, sign_up.locale.as_ref(), now).await {
+            Ok(_) => Ok(SignUpOutcome::MailSent),
+            Err(DeliveryError::MailSend(refusal)) if refusal.is_refused_for_rate() => {
+                Err(SignUpError::MailRefusedForRate)
+            }
+            Err(err) => Err(SignUpError::Failed(Failure::from(err))),
+        }
     }
 }
 
@@ -162,6 +172,22 @@ mod tests {
         assert!(fakes.mailer.sent_to().is_empty());
         assert_eq!(sign_ups.process(&event, UnixTime(60)).await.unwrap(), SignUpOutcome::MailSent);
         assert_eq!(sign_ups.process(&event, UnixTime(200)).await.unwrap(), SignUpOutcome::AlreadyHandled);
+        assert_eq!(fakes.mailer.sent_to(), ["ada@example.org"]);
+    }
+
+    #[tokio::test]
+    async fn a_mail_refused_for_the_rate_is_later_not_a_failure_and_is_sent_when_tried_again() {
+        let fakes = Fakes::new();
+        let sign_ups = sign_ups(&fakes);
+        let event = sign_up("u-1", "ada@example.org");
+        fakes.mailer.refuse_for_rate(1);
+        let refused = sign_ups.process(&event, UnixTime(0)).await;
+        assert!(matches!(refused, Err(SignUpError::MailRefusedForRate)), "{refused:?}");
+        assert_eq!(
+            sign_ups.process(&event, UnixTime(0)).await.unwrap(),
+            SignUpOutcome::MailSent,
+            "the claim was given back"
+        );
         assert_eq!(fakes.mailer.sent_to(), ["ada@example.org"]);
     }
 
