@@ -461,3 +461,50 @@ async fn reads_and_transactions_fail_cleanly_in_bounded_time_and_recover() {
     }
     println!("{}", table.join("\n"));
 }
+
+/// Connections that drop: before the call reached AWS (nothing applied) or after (applied,
+/// answer lost). A dropped claim is retried by the SDK and recognises itself; a dropped send is
+/// not retried (SES may have taken it), so at most one mail, and the retry mails once.
+#[tokio::test(flavor = "multi_thread")]
+async fn dropped_connections_lose_no_mail_and_send_none_twice() {
+    let faults: [FaultCase; 3] = [
+        ("UpdateItem", || Fault::DropAfterForwarding, 1),
+        ("SendEmail", || Fault::DropBeforeForwarding, 1),
+        ("SendEmail", || Fault::DropAfterForwarding, 1),
+    ];
+    let routes = [Route::Singularity, Route::Backendless, Route::Tennpay, Route::Mastodon, Route::ConfirmPageNewLink];
+    let mut table = Vec::new();
+    for (operation, fault, times) in faults {
+        for route in routes {
+            let (stack, proxy) = TestStack::start_with_faults(|env| {
+                env.insert("COOLDOWN_SECONDS".into(), "1".into());
+            })
+            .await;
+            let user = user_for(&stack, route).await;
+            stack.clock.advance(2);
+            let mails_before = stack.mails_to(&user.email).await.len();
+            let case = format!("{route:?} with {operation} {:?}", fault());
+            proxy.inject(operation, fault(), times);
+            let started = Instant::now();
+            let status = (user.request)(&stack).send().await.unwrap().status();
+            let took = started.elapsed();
+            proxy.clear();
+            let mails = stack.mails_to(&user.email).await.len() - mails_before;
+            assert!(took < Duration::from_secs(7), "{case}: answered after {took:?}");
+            if operation == "UpdateItem" {
+                assert!(status.is_success(), "{case}: {status}");
+                assert_eq!(mails, 1, "{case}");
+            } else {
+                assert!(status.is_server_error(), "{case}: {status}");
+                assert!(mails <= 1, "{case}: {mails} mails");
+                stack.clock.advance(2);
+                let retry = (user.request)(&stack).send().await.unwrap().status();
+                assert!(retry.is_success(), "{case}: the retry answered {retry}");
+                let after = stack.mails_to(&user.email).await.len() - mails_before;
+                assert_eq!(after, mails + 1, "{case}: the retry mailed once");
+            }
+            table.push(format!("{route:?} | {operation} {:?} | {status} in {took:.1?} | {mails} mails", fault()));
+        }
+    }
+    println!("{}", table.join("\n"));
+}
