@@ -380,9 +380,11 @@ async fn every_sending_route_answers_each_aws_fault_with_its_5xx_in_bounded_time
 /// (`GetItem`), Mastodon's address change and the sign-up consumer (`TransactWriteItems`).
 #[tokio::test(flavor = "multi_thread")]
 async fn reads_and_transactions_fail_cleanly_in_bounded_time_and_recover() {
-    let faults: [FaultCase; 3] = [
+    let faults: [FaultCase; 5] = [
         ("", Fault::dynamodb_throttled, 1_000),
         ("", Fault::dynamodb_internal, 1_000),
+        ("", || Fault::Hang(Duration::from_secs(30)), 1_000),
+        ("", || Fault::DropBeforeForwarding, 1_000),
         ("", || Fault::ApplyThenAnswer { status: 500, body: "{}".into() }, 1),
     ];
     let mut table = Vec::new();
@@ -467,7 +469,8 @@ async fn reads_and_transactions_fail_cleanly_in_bounded_time_and_recover() {
 /// not retried (SES may have taken it), so at most one mail, and the retry mails once.
 #[tokio::test(flavor = "multi_thread")]
 async fn dropped_connections_lose_no_mail_and_send_none_twice() {
-    let faults: [FaultCase; 3] = [
+    let faults: [FaultCase; 4] = [
+        ("UpdateItem", || Fault::DropBeforeForwarding, 1),
         ("UpdateItem", || Fault::DropAfterForwarding, 1),
         ("SendEmail", || Fault::DropBeforeForwarding, 1),
         ("SendEmail", || Fault::DropAfterForwarding, 1),
