@@ -21,7 +21,8 @@ use aws_smithy_runtime_api::client::interceptors::context::InterceptorContext;
 use aws_smithy_runtime_api::client::retries::classifiers::RetryClassifierPriority;
 use aws_smithy_types::timeout::TimeoutConfig;
 
-/// The function's `Timeout`, from `FUNCTION_TIMEOUT_SECONDS` (the template sets it), else 10 s.
+/// The function's `Timeout`, from `FUNCTION_TIMEOUT_SECONDS` (checked at start by
+/// `config::function_timeout`; the template sets it), else 10 s.
 pub fn function_timeout() -> Duration {
     let seconds = std::env::var("FUNCTION_TIMEOUT_SECONDS").ok().and_then(|value| value.trim().parse::<u64>().ok());
     Duration::from_secs(seconds.filter(|s| (1..=900).contains(s)).unwrap_or(10))

@@ -70,6 +70,17 @@ pub fn seconds(source: &dyn Source, name: &'static str, default: u64) -> Result<
     }
 }
 
+/// `FUNCTION_TIMEOUT_SECONDS`: the function's `Timeout` (1 to 900 s, Lambda's range; the template
+/// sets it equal), from which the AWS calls' timeouts are cut. Unset: 10 s.
+pub fn function_timeout(source: &dyn Source) -> Result<Duration, ConfigError> {
+    const NAME: &str = "FUNCTION_TIMEOUT_SECONDS";
+    let timeout = seconds(source, NAME, 10)?;
+    if timeout.as_secs() > 900 {
+        return Err(ConfigError::invalid(NAME, "expected a whole number of seconds from 1 to 900, Lambda's range"));
+    }
+    Ok(timeout)
+}
+
 /// A duration in whole milliseconds, from 0 to 60,000.
 pub fn milliseconds(source: &dyn Source, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
     match optional(source, name) {
@@ -167,6 +178,15 @@ mod tests {
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn a_function_timeout_outside_lambdas_range_stops_the_start() {
+        assert_eq!(function_timeout(&env(&[])).unwrap().as_secs(), 10);
+        assert_eq!(function_timeout(&env(&[("FUNCTION_TIMEOUT_SECONDS", "30")])).unwrap().as_secs(), 30);
+        for bad in ["0", "901", "ten", "-1"] {
+            assert!(function_timeout(&env(&[("FUNCTION_TIMEOUT_SECONDS", bad)])).is_err(), "{bad}");
+        }
     }
 
     #[test]

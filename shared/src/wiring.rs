@@ -56,13 +56,20 @@ pub trait SqsHandler: Send + Sync {
     async fn handle(&self, event: SqsEvent) -> SqsBatchResponse;
 }
 
+/// Builds a handler from the environment, after the settings every function reads outside its
+/// own configuration (the AWS clients' time budget).
+fn build_checked<H>(build: impl FnOnce(&Wiring<'_>) -> Result<H, ConfigError>) -> Result<H, ConfigError> {
+    config::function_timeout(&ProcessEnv)?;
+    build(&Wiring::from_environment())
+}
+
 /// Runs an HTTP function: telemetry, configuration (a bad value stops the start), then each
 /// request handed to the handler, which the runtime borrows for the environment's life.
 pub async fn run_http<H: HttpHandler>(
     build: impl FnOnce(&Wiring<'_>) -> Result<H, ConfigError>,
 ) -> Result<(), lambda_http::Error> {
     crate::init_telemetry();
-    let handler = crate::configure(|| build(&Wiring::from_environment()));
+    let handler = crate::configure(|| build_checked(build));
     let handler = &handler;
     lambda_http::run(lambda_http::service_fn(move |request| async move {
         Ok::<_, lambda_http::Error>(handler.handle(request).await)
@@ -76,7 +83,7 @@ pub async fn run_sqs<H: SqsHandler>(
 ) -> Result<(), lambda_http::Error> {
     use lambda_http::lambda_runtime::{self, LambdaEvent};
     crate::init_telemetry();
-    let handler = crate::configure(|| build(&Wiring::from_environment()));
+    let handler = crate::configure(|| build_checked(build));
     let handler = &handler;
     lambda_runtime::run(lambda_runtime::service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         Ok::<_, lambda_http::Error>(handler.handle(event.payload).await)
