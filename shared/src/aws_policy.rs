@@ -21,11 +21,10 @@ use aws_smithy_runtime_api::client::interceptors::context::InterceptorContext;
 use aws_smithy_runtime_api::client::retries::classifiers::RetryClassifierPriority;
 use aws_smithy_types::timeout::TimeoutConfig;
 
-/// The function's `Timeout`, from `FUNCTION_TIMEOUT_SECONDS` (checked at start by
-/// `config::function_timeout`; the template sets it), else 10 s.
+/// The function's `Timeout`, as [`crate::config::function_timeout`] reads it from the
+/// environment (which stops the start on a bad value, so the fallback is never used in a function).
 pub fn function_timeout() -> Duration {
-    let seconds = std::env::var("FUNCTION_TIMEOUT_SECONDS").ok().and_then(|value| value.trim().parse::<u64>().ok());
-    Duration::from_secs(seconds.filter(|s| (1..=900).contains(s)).unwrap_or(10))
+    crate::config::function_timeout(&crate::config::ProcessEnv).unwrap_or(Duration::from_secs(10))
 }
 
 /// DynamoDB: 20 % of the budget per operation (all its attempts), 10 % per attempt, so a

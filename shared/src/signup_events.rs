@@ -81,7 +81,7 @@ impl SignUpConsumer {
     pub fn from_config(w: &Wiring<'_>) -> Result<Self, ConfigError> {
         let pace = SendPace::from_config(w.config)?;
         let batch_size = config::count(w.config, "SIGNUP_BATCH_SIZE", 10)?;
-        let begin_window = aws_policy::begin_window(aws_policy::function_timeout());
+        let begin_window = aws_policy::begin_window(config::function_timeout(w.config)?);
         check_batch_fits(pace, batch_size, begin_window)?;
         let pacer = Arc::new(Pacer::new(pace, Arc::new(RuntimeClock::default())));
         let mailer = Arc::new(PacedMailer::new(w.mailer()?, pacer.clone()));

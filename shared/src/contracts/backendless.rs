@@ -212,7 +212,7 @@ struct Paranoid {
 }
 
 impl Paranoid {
-    /// The answer the request gets: the account-dependent refusals become a success.
+    /// Whether a refusal depends on the account, and so is answered as a sent mail.
     fn hides(rejection: &Rejection) -> bool {
         matches!(
             rejection,

@@ -9,5 +9,7 @@ pub mod user;
 pub use cooldown::{CooldownPolicy, UnixTime};
 pub use email::{AddressTag, EmailAddress, InvalidEmailAddress};
 pub use locale::{Locale, LocaleNegotiation};
-pub use throttle::{RequestLog, Throttle, ThrottleRule, Throttled, client_subject};
+#[cfg(test)]
+pub use throttle::RequestLog;
+pub use throttle::{Throttle, ThrottleRule, Throttled, client_subject};
 pub use user::{ClientId, Identity, IdentityAttribute, SendRequirements, SignUp, User, UserId, UserStatus};

@@ -97,13 +97,15 @@ pub fn client_subject(address: IpAddr) -> String {
 }
 
 /// A sliding log in memory, the same rule as the store's conditional write: for the fakes of
-/// the use-case tests and for the store's unit tests.
+/// the use-case tests and the rule's own tests.
+#[cfg(test)]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RequestLog {
     /// Newest first, at most the rule's `log_length`.
     times: Vec<UnixTime>,
 }
 
+#[cfg(test)]
 impl RequestLog {
     /// Counts a request at `now` unless the rule refuses it; a refused request is not logged.
     pub fn count(&mut self, rule: &ThrottleRule, now: UnixTime) -> Result<(), Throttled> {
