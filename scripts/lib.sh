@@ -112,8 +112,8 @@ run_schemathesis() {
   local examples="${SCHEMATHESIS_MAX_EXAMPLES:-30}" seed="${SCHEMATHESIS_SEED:-20261201}"
   echo "==> schemathesis against infra/openapi.json (seed $seed, at most $examples examples per operation)"
   # The throttles are tested elsewhere; raised here so requests reach the handlers' logic.
-  start_local_api "" TABLE_NAME="schemathesis-$$" RESEND_IP_LIMIT=30 RESEND_IDENTITY_LIMIT=30 \
-    MASTODON_IP_LIMIT=30 MASTODON_USER_LIMIT=30 RESEND_IP_WINDOW_SECONDS=1 RESEND_IDENTITY_WINDOW_SECONDS=1 \
+  start_local_api "" TABLE_NAME="schemathesis-$$" RESEND_IP_LIMIT=5 RESEND_IDENTITY_LIMIT=5 \
+    MASTODON_IP_LIMIT=5 MASTODON_USER_LIMIT=5 RESEND_IP_WINDOW_SECONDS=1 RESEND_IDENTITY_WINDOW_SECONDS=1 \
     MASTODON_IP_WINDOW_SECONDS=1 MASTODON_USER_WINDOW_SECONDS=1
   local user="schemathesis-$$"
   curl -fsS -X POST "$LOCAL_API_URL/_local/signup" \

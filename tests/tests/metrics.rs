@@ -28,7 +28,7 @@ fn only(name: &str) -> HashMap<String, usize> {
 async fn every_outcome_that_matters_in_production_is_counted_once() {
     mailconfirm::metrics::capture();
     let (stack, proxy) = TestStack::start_with_faults(|env| {
-        env.insert("COOLDOWN_SECONDS".into(), "1".into());
+        env.insert("COOLDOWN_SECONDS".into(), "60".into());
         env.insert("RESEND_IP_LIMIT".into(), "1".into());
     })
     .await;
@@ -41,7 +41,7 @@ async fn every_outcome_that_matters_in_production_is_counted_once() {
     assert_eq!(send(&user_id).await.unwrap().status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(counted(), only("CooldownRefusals"));
 
-    stack.clock.advance(2);
+    stack.clock.advance(61);
     proxy.inject("UpdateItem", Fault::dynamodb_internal(), 10);
     assert_eq!(send(&user_id).await.unwrap().status(), StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(counted(), only("StorageFailures"));

@@ -260,7 +260,8 @@ fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
-/// 30 per second: the throttles are tested elsewhere (moto parses every slot of a log, so not 100).
+/// 30 per second: the throttles are tested elsewhere; these few requests must reach the handlers
+/// (moto parses every slot of a sliding log, so not the highest limit, 100).
 fn unthrottled(env: &mut std::collections::HashMap<String, String>) {
     for name in ["RESEND_IP", "RESEND_IDENTITY", "MASTODON_IP", "MASTODON_USER"] {
         env.insert(format!("{name}_LIMIT"), "30".into());
