@@ -1,6 +1,6 @@
 """moto in server mode, made fit for mailconfirm's local stack and tests.
 
-Three additions to stock `moto_server`, none of which changes what moto answers:
+Four additions to stock `moto_server`, none of which changes what moto answers:
 - Requests are served one at a time. Stock moto serves them on threads and its conditional
   writes are then not atomic (2 of 50 concurrent claims can succeed); real DynamoDB lets
   exactly one through, and the cooldown tests rely on that.
@@ -9,7 +9,10 @@ Three additions to stock `moto_server`, none of which changes what moto answers:
 - A transaction backs up only the items it names. moto deep-copies every table a
   TransactWriteItems names before applying it (to roll back a cancelled one), so each
   transaction costs as much as its table is big: a burst of 2,000 sign-ups (4,000 items) slowed
-  to ten a second. The items it does not name cannot change, so the backup shares them.
+  to ten a second. The items it does not name cannot change, so the backup shares them; the
+  table's stream is copied, so a cancelled transaction leaves no record in it (as in DynamoDB).
+- A tap records every event EventBridge's PutEvents accepted (moto keeps none unless a rule
+  routes it), in publish order, at GET /_mailconfirm/events.
 """
 
 import argparse
@@ -29,6 +32,8 @@ from werkzeug.serving import run_simple
 
 SEND_EMAIL_PATH = "/v2/email/outbound-emails"
 OUTBOX_PATH = "/_mailconfirm/outbox"
+EVENTS_PATH = "/_mailconfirm/events"
+PUT_EVENTS_TARGET = "AWSEvents.PutEvents"
 
 
 class TransactionBackups:
@@ -44,6 +49,9 @@ class TransactionBackups:
             return copy.deepcopy(value, *args, **kwargs)
         backup = copy.copy(value)
         backup.items = copy.copy(value.items)
+        if getattr(value, "stream_shard", None) is not None:
+            backup.stream_shard = copy.copy(value.stream_shard)
+            backup.stream_shard.items = list(value.stream_shard.items)
         for key in self.named.get(value.name, ()):
             if key in value.items:
                 backup.items[key] = copy.deepcopy(value.items[key])
@@ -79,14 +87,18 @@ class MailconfirmMoto:
         self.moto = DomainDispatcherApplication(create_backend_app)
         self.lock = threading.Lock()
         self.outbox = []
+        self.events = []
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
         method = environ.get("REQUEST_METHOD", "GET")
         if path == OUTBOX_PATH:
             return self.serve_outbox(method, start_response)
+        if path == EVENTS_PATH:
+            return self.serve_events(method, start_response)
         body = b""
-        if method == "POST" and path == SEND_EMAIL_PATH:
+        put_events = environ.get("HTTP_X_AMZ_TARGET") == PUT_EVENTS_TARGET
+        if method == "POST" and (path == SEND_EMAIL_PATH or put_events):
             length = int(environ.get("CONTENT_LENGTH") or 0)
             body = environ["wsgi.input"].read(length)
             environ["wsgi.input"] = io.BytesIO(body)
@@ -99,9 +111,13 @@ class MailconfirmMoto:
         with self.lock:
             response = b"".join(self.moto(environ, capture))
             if body and status_holder.get("status", "").startswith("200"):
-                self.record(body, response)
+                if put_events:
+                    self.record_events(body, response)
+                else:
+                    self.record(body, response)
             if path == "/moto-api/reset" and method == "POST":
                 self.outbox.clear()
+                self.events.clear()
         return [response]
 
     def record(self, body, response):
@@ -121,6 +137,34 @@ class MailconfirmMoto:
                 "sent_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             }
         )
+
+    def record_events(self, body, response):
+        entries = json.loads(body).get("Entries", [])
+        answers = json.loads(response).get("Entries", [])
+        for entry, answer in zip(entries, answers):
+            if answer.get("ErrorCode") or not answer.get("EventId"):
+                continue
+            try:
+                detail = json.loads(entry.get("Detail") or "{}")
+            except ValueError:
+                detail = entry.get("Detail")
+            self.events.append(
+                {
+                    "source": entry.get("Source"),
+                    "detail-type": entry.get("DetailType"),
+                    "detail": detail,
+                    "event-bus-name": entry.get("EventBusName") or "default",
+                    "id": answer.get("EventId"),
+                }
+            )
+
+    def serve_events(self, method, start_response):
+        with self.lock:
+            if method == "DELETE":
+                self.events.clear()
+            payload = json.dumps({"events": self.events}).encode()
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))])
+        return [payload]
 
     def serve_outbox(self, method, start_response):
         with self.lock:

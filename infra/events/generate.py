@@ -101,10 +101,73 @@ def sqs_event() -> dict:
     }
 
 
+def user_image(**changes) -> dict:
+    image = {
+        "pk": {"S": f"USER#{USER_ID}"},
+        "kind": {"S": "user"},
+        "user_id": {"S": USER_ID},
+        "email": {"S": EMAIL},
+        "email_normalized": {"S": EMAIL},
+        "address_tag": {"S": b64(hashlib.sha256(EMAIL.encode()).digest()[:16])},
+        "status": {"S": "EMAIL_CONFIRMATION_PENDING"},
+        "locale": {"S": "en"},
+        "client_id": {"S": "web-app"},
+        "created_at": {"N": str(ISSUED)},
+        "updated_at": {"N": str(ISSUED)},
+        "last_mail_sent_at": {"N": str(ISSUED)},
+    }
+    image.update(changes)
+    return image
+
+
+def stream_record(sequence: str, name: str, old: dict | None, new: dict | None, **extra) -> dict:
+    change = {
+        "ApproximateCreationDateTime": ISSUED + 60,
+        "Keys": {"pk": {"S": f"USER#{USER_ID}"}},
+        "SequenceNumber": sequence,
+        "SizeBytes": 512,
+        "StreamViewType": "NEW_AND_OLD_IMAGES",
+    }
+    if old is not None:
+        change["OldImage"] = old
+    if new is not None:
+        change["NewImage"] = new
+    return {
+        "eventID": f"c4ca4238a0b923820dcc509a6f75849{sequence[-1]}",
+        "eventName": name,
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": "us-east-1",
+        "dynamodb": change,
+        "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/mailconfirm/stream/2026-01-01T00:00:00.000",
+        **extra,
+    }
+
+
+def stream_event() -> dict:
+    # user-123 confirms with the link, then a pending user's sign-up expires (TTL's removal).
+    confirmed = user_image(
+        status={"S": "ENABLED"}, confirmed_at={"N": str(ISSUED + 60)}, confirmed_via={"S": "link"}
+    )
+    return {
+        "Records": [
+            stream_record("100000000000000000001", "MODIFY", user_image(), confirmed),
+            stream_record(
+                "100000000000000000002",
+                "REMOVE",
+                user_image(expires_at={"N": str(ISSUED + 60)}),
+                None,
+                userIdentity={"type": "Service", "principalId": "dynamodb.amazonaws.com"},
+            ),
+        ]
+    }
+
+
 def main() -> None:
     bearer = {"authorization": f"Bearer {access_token()}"}
     events = {
         "signup-events.json": sqs_event(),
+        "change-events.json": stream_event(),
         "singularity-send-verification.json": http_event("POST", "/api/auth/email/verification/send", {"locale": "en"}, bearer),
         "singularity-verification-cooldown.json": http_event("GET", "/api/auth/email/verification/cooldown", None, bearer),
         "singularity-verify-email.json": http_event("POST", "/api/auth/email/verification", {"token": link_token()}),

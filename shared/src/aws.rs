@@ -22,8 +22,9 @@ pub struct AwsClients {
     config: OnceCell<SdkConfig>,
     dynamodb: OnceCell<aws_sdk_dynamodb::Client>,
     sesv2: OnceCell<aws_sdk_sesv2::Client>,
+    eventbridge: OnceCell<aws_sdk_eventbridge::Client>,
     interceptors: Vec<SharedInterceptor>,
-    /// Where both clients send their calls instead of AWS (the tests' fault proxy).
+    /// Where every client sends their calls instead of AWS (the tests' fault proxy).
     endpoint: Option<String>,
 }
 
@@ -92,6 +93,27 @@ impl AwsClients {
                     config.push_interceptor(interceptor.clone());
                 }
                 aws_sdk_sesv2::Client::from_conf(config.build())
+            })
+            .await
+    }
+
+    /// EventBridge, which only the change-stream consumer calls. A retried `PutEvents` whose
+    /// first answer was lost publishes twice, which the events' stable `event_id` allows.
+    pub async fn eventbridge(&self) -> &aws_sdk_eventbridge::Client {
+        self.eventbridge
+            .get_or_init(|| async {
+                let mut config = aws_sdk_eventbridge::config::Builder::from(self.config().await);
+                if let Some(url) = var(&Env, "AWS_ENDPOINT_URL_EVENTBRIDGE") {
+                    config.set_endpoint_url(Some(url));
+                }
+                if let Some(url) = &self.endpoint {
+                    config.set_endpoint_url(Some(url.clone()));
+                }
+                config.set_timeout_config(Some(aws_policy::dynamodb_timeouts(aws_policy::function_timeout())));
+                for interceptor in &self.interceptors {
+                    config.push_interceptor(interceptor.clone());
+                }
+                aws_sdk_eventbridge::Client::from_conf(config.build())
             })
             .await
     }

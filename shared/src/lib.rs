@@ -3,6 +3,7 @@
 //! and the API contracts.
 
 pub mod access_token;
+pub mod app_events;
 pub mod aws;
 pub mod aws_error;
 pub mod aws_policy;
@@ -21,7 +22,7 @@ pub mod telemetry;
 pub mod usecases;
 pub mod wiring;
 
-pub use wiring::{HttpHandler, SqsHandler, Wiring, run_http, run_sqs};
+pub use wiring::{HttpHandler, SqsHandler, StreamHandler, Wiring, run_http, run_sqs, run_stream};
 
 /// Structured logs as Lambda's advanced logging controls ask for (`AWS_LAMBDA_LOG_FORMAT`).
 pub fn init_telemetry() {

@@ -24,6 +24,10 @@ pub enum Metric {
     CooldownRefusals,
     /// An address confirmed.
     Confirmations,
+    /// An event the bus took.
+    EventsPublished,
+    /// A batch of the change stream left to be retried because an event was not taken.
+    EventsFailed,
 }
 
 impl Metric {
@@ -35,6 +39,8 @@ impl Metric {
             Metric::Throttled => "Throttled",
             Metric::CooldownRefusals => "CooldownRefusals",
             Metric::Confirmations => "Confirmations",
+            Metric::EventsPublished => "EventsPublished",
+            Metric::EventsFailed => "EventsFailed",
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 
-use crate::domain::{AddressTag, EmailAddress, SendRequirements, SignUp, Throttle, Throttled, UnixTime};
+use crate::domain::{AddressTag, ConfirmedBy, EmailAddress, SendRequirements, SignUp, Throttle, Throttled, UnixTime};
 use crate::domain::{User, UserId};
 use crate::mail::{ConfirmationMail, MailSendError};
 
@@ -148,12 +148,14 @@ pub trait SendClaims: Send + Sync {
 #[async_trait]
 pub trait Confirmations: Send + Sync {
     /// Confirms a pending user whose current address the link was sent to, in one conditional
-    /// write. `Err` carries the user the condition saw.
+    /// write that records how and from where (and ends the pending sign-up's time to live).
+    /// `Err` carries the user the condition saw.
     async fn confirm(
         &self,
         user_id: &UserId,
         address: &AddressTag,
         now: UnixTime,
+        by: &ConfirmedBy,
     ) -> anyhow::Result<Result<User, Option<User>>>;
 }
 

@@ -22,8 +22,8 @@ use async_trait::async_trait;
 use crate::aws::AwsClients;
 use crate::aws_error::redacted;
 use crate::domain::{
-    AddressTag, ClientId, EmailAddress, Locale, SendRequirements, SignUp, Throttle, ThrottleRule, Throttled, UnixTime,
-    User, UserId, UserStatus,
+    AddressTag, ClientId, ConfirmedBy, EmailAddress, Locale, SendRequirements, SignUp, Throttle, ThrottleRule,
+    Throttled, UnixTime, User, UserId, UserStatus,
 };
 use crate::ports::{
     AddressChangeRefusal, Claim, ClaimCondition, ClaimId, Confirmations, CreateOutcome, RequestCounters, SendClaims,
@@ -319,7 +319,8 @@ impl SendClaims for DynamoStore {
         let request = self
             .update_claimed(claim)
             .await
-            .update_expression("SET last_mail_sent_at = :now")
+            // Which claim's mail was accepted: the change stream tells two mails of one second apart.
+            .update_expression("SET last_mail_sent_at = :now, accepted_claim_id = :claim")
             .expression_attribute_values(":now", number(now.0));
         unless_replaced(request.send().await).context("recording an accepted mail")
     }
@@ -358,15 +359,24 @@ impl Confirmations for DynamoStore {
         user_id: &UserId,
         address: &AddressTag,
         now: UnixTime,
+        by: &ConfirmedBy,
     ) -> anyhow::Result<Result<User, Option<User>>> {
-        let result = self
-            .aws
-            .dynamodb()
-            .await
-            .update_item()
+        let mut set = "SET #status = :enabled, confirmed_at = :now, updated_at = :now, confirmed_via = :via".to_owned();
+        let mut request = self.aws.dynamodb().await.update_item();
+        if let Some(ip) = &by.source_ip {
+            set.push_str(", confirmed_from_ip = :ip");
+            request = request.expression_attribute_values(":ip", AttributeValue::S(ip.clone()));
+        }
+        if let Some(agent) = &by.user_agent {
+            set.push_str(", confirmed_user_agent = :agent");
+            request = request.expression_attribute_values(":agent", AttributeValue::S(agent.clone()));
+        }
+        let result = request
             .table_name(&self.table)
             .key("pk", user_key(user_id))
-            .update_expression("SET #status = :enabled, confirmed_at = :now, updated_at = :now")
+            // A confirmed user is no pending sign-up: TTL must not remove it.
+            .update_expression(format!("{set} REMOVE {TTL_ATTRIBUTE}"))
+            .expression_attribute_values(":via", AttributeValue::S(by.method.as_str().into()))
             .condition_expression("attribute_exists(pk) AND #status = :pending AND address_tag = :tag")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":pending", status_value(UserStatus::EmailConfirmationPending))
@@ -457,7 +467,7 @@ fn claim_id_of(item: &Item) -> Option<ClaimId> {
     item.get("claim_id").and_then(|id| id.as_s().ok()).map(|id| ClaimId::from_stored(id.clone()))
 }
 
-fn stored_time(item: &Item, name: &str) -> anyhow::Result<Option<UnixTime>> {
+pub(crate) fn stored_time(item: &Item, name: &str) -> anyhow::Result<Option<UnixTime>> {
     item.get(name)
         .map(|value| {
             let n = value.as_n().map_err(|_| anyhow!("attribute {name} is not a number"))?;
@@ -491,8 +501,12 @@ fn is_condition_failure(err: &SdkError<UpdateItemError, HttpResponse>) -> bool {
     err.as_service_error().is_some_and(UpdateItemError::is_conditional_check_failed_exception)
 }
 
+/// The key prefix of user items, which the change-stream consumer (and its event filter in the
+/// template) tells apart from address look-ups and throttle logs.
+pub const USER_KEY_PREFIX: &str = "USER#";
+
 fn user_key(id: &UserId) -> AttributeValue {
-    AttributeValue::S(format!("USER#{}", id.as_str()))
+    AttributeValue::S(format!("{USER_KEY_PREFIX}{}", id.as_str()))
 }
 
 fn email_key(email: &EmailAddress) -> AttributeValue {
@@ -535,7 +549,7 @@ fn required<'a>(name: &str, value: Option<&'a str>) -> anyhow::Result<&'a str> {
     value.with_context(|| format!("attribute {name} is missing"))
 }
 
-fn user_from_item(item: &Item) -> anyhow::Result<User> {
+pub(crate) fn user_from_item(item: &Item) -> anyhow::Result<User> {
     let text = |name: &str| -> anyhow::Result<Option<&str>> {
         item.get(name)
             .map(|value| value.as_s().map(String::as_str).map_err(|_| anyhow!("attribute {name} is not a string")))

@@ -56,6 +56,12 @@ pub trait SqsHandler: Send + Sync {
     async fn handle(&self, event: SqsEvent) -> SqsBatchResponse;
 }
 
+/// A function fed by the table's change stream; the response names the record to retry from.
+#[async_trait]
+pub trait StreamHandler: Send + Sync {
+    async fn handle(&self, event: crate::app_events::StreamEvent) -> crate::app_events::StreamBatchResponse;
+}
+
 /// Builds a handler from the environment, after the settings every function reads outside its
 /// own configuration (the AWS clients' time budget).
 fn build_checked<H>(build: impl FnOnce(&Wiring<'_>) -> Result<H, ConfigError>) -> Result<H, ConfigError> {
@@ -88,5 +94,22 @@ pub async fn run_sqs<H: SqsHandler>(
     lambda_runtime::run(lambda_runtime::service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         Ok::<_, lambda_http::Error>(handler.handle(event.payload).await)
     }))
+    .await
+}
+
+/// Runs a DynamoDB stream consumer, as [`run_http`] runs an HTTP function. A batch that is not a
+/// stream event is an invocation error: Lambda retries it, then parks it in the on-failure queue.
+pub async fn run_stream<H: StreamHandler>(
+    build: impl FnOnce(&Wiring<'_>) -> Result<H, ConfigError>,
+) -> Result<(), lambda_http::Error> {
+    use lambda_http::lambda_runtime::{self, LambdaEvent};
+    crate::init_telemetry();
+    let handler = crate::configure(|| build_checked(build));
+    let handler = &handler;
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: LambdaEvent<crate::app_events::StreamEvent>| async move {
+            Ok::<_, lambda_http::Error>(handler.handle(event.payload).await)
+        },
+    ))
     .await
 }

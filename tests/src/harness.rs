@@ -63,13 +63,7 @@ impl TestStack {
         verify_sender(&aws, LOCAL_SENDER).await.expect("the sender identity in moto");
         let clock = Arc::new(TestClock::default());
         let functions = Functions::build_calling(&env, clock.clone(), endpoint).expect("every function configured");
-        let api = Arc::new(LocalApi {
-            gateway: functions.gateway(&template).expect("every route bound"),
-            sign_up: functions.sign_up.clone(),
-            store: functions.store.clone(),
-            moto_url: moto_url().expect("moto's address"),
-            http: reqwest::Client::new(),
-        });
+        let api = Arc::new(LocalApi::new(&functions, &template, &env).await.expect("the local API"));
         tokio::spawn(serve(listener, api.clone()));
         Self {
             base_url,
@@ -118,6 +112,22 @@ impl TestStack {
     /// An address no other test uses.
     pub fn unique_email(&self, name: &str) -> String {
         format!("{name}.{}@example.com", uuid_like().replace('-', "."))
+    }
+
+    /// Delivers the table's change stream to the change-events function (as Lambda's event
+    /// source mapping would) and answers what reached this stack's bus, in publish order.
+    pub async fn events(&self) -> Vec<Value> {
+        self.api.events().await.expect("the stream delivered and the events read")
+    }
+
+    /// [`Self::events`] of one user: `(detail-type, detail)`.
+    pub async fn events_of(&self, user_id: &str) -> Vec<(String, Value)> {
+        self.events()
+            .await
+            .into_iter()
+            .filter(|event| event["detail"]["user_id"] == user_id)
+            .map(|event| (event["detail-type"].as_str().unwrap_or_default().to_owned(), event["detail"].clone()))
+            .collect()
     }
 
     /// Publishes a sign-up event through the sign-up function.

@@ -8,4 +8,5 @@ pub mod harness;
 pub mod queue;
 pub mod server;
 pub mod stack;
+pub mod stream;
 pub mod template;

@@ -20,8 +20,15 @@ use mailconfirm::store::DynamoStore;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
+use std::collections::HashMap;
+
+use anyhow::Context;
+
 use crate::gateway::{Gateway, GatewayRequest, GatewayResponse, uuid_like};
+use crate::stack::Functions;
 use crate::stack::{LOCAL_ACCESS_TOKEN_SECRET, LOCAL_AUDIENCE, LOCAL_ISSUER};
+use crate::stream::{StreamPoller, create_event_bus, published_events};
+use crate::template::Template;
 
 pub struct LocalApi {
     pub gateway: Gateway,
@@ -30,6 +37,42 @@ pub struct LocalApi {
     pub store: Arc<DynamoStore>,
     pub moto_url: String,
     pub http: reqwest::Client,
+    /// The table's change stream, delivered to the change-events function.
+    pub stream: Arc<StreamPoller>,
+    /// The bus the change-events function publishes to.
+    pub event_bus: String,
+}
+
+impl LocalApi {
+    /// The local API over `functions`, with the routes of `template`, reading `table`'s stream.
+    pub async fn new(
+        functions: &Functions,
+        template: &Template,
+        env: &HashMap<String, String>,
+    ) -> anyhow::Result<Self> {
+        let moto_url = crate::stack::moto_url()?;
+        let http = reqwest::Client::new();
+        let table = env.get("TABLE_NAME").context("TABLE_NAME")?.clone();
+        let event_bus = env.get("EVENT_BUS_NAME").cloned().unwrap_or_else(|| "default".to_owned());
+        create_event_bus(&http, &moto_url, &event_bus).await?;
+        let stream =
+            Arc::new(StreamPoller::new(http.clone(), moto_url.clone(), table, functions.change_events.clone()));
+        Ok(Self {
+            gateway: functions.gateway(template)?,
+            sign_up: functions.sign_up.clone(),
+            store: functions.store.clone(),
+            moto_url,
+            http,
+            stream,
+            event_bus,
+        })
+    }
+
+    /// Delivers the table's stream so far, then answers what reached the bus, in publish order.
+    pub async fn events(&self) -> anyhow::Result<Vec<Value>> {
+        self.stream.deliver().await?;
+        published_events(&self.http, &self.moto_url, &self.event_bus).await
+    }
 }
 
 /// Serves until the listener fails; each connection on its own task.
@@ -158,10 +201,21 @@ impl LocalApi {
                     Err(err) => json_reply(500, &json!({"message": format!("could not read {OPENAPI_PATH}: {err}")})),
                 }
             }
-            ("GET", "/_local/inbox") => match self.inbox(query.get("to").map(String::as_str)).await {
-                Ok(messages) => respond(200, "text/html; charset=utf-8", inbox_page(&messages)),
-                Err(err) => respond(502, "text/plain", format!("could not read moto's outbox: {err:#}")),
+            ("GET", "/_local/events.json") => match self.events().await {
+                Ok(events) => json_reply(200, &json!({ "events": events })),
+                Err(err) => json_reply(502, &json!({"message": format!("could not read the events: {err:#}")})),
             },
+            ("GET", "/_local/inbox") => {
+                let to = query.get("to").map(String::as_str);
+                match (self.inbox(to).await, self.events().await) {
+                    (Ok(messages), Ok(events)) => {
+                        respond(200, "text/html; charset=utf-8", inbox_page(&messages, &events))
+                    }
+                    (Err(err), _) | (_, Err(err)) => {
+                        respond(502, "text/plain", format!("could not read moto's outbox or events: {err:#}"))
+                    }
+                }
+            }
             _ => json_reply(404, &json!({"message": "Not Found"})),
         }
     }
@@ -228,6 +282,7 @@ impl LocalApi {
              <li><code>GET /_local/users/&lt;id&gt;</code> — a user as stored (status, address, language)</li>\
              <li><a href=\"/_local/openapi.json\">/_local/openapi.json</a> — the OpenAPI description of the routes</li>\
              <li><a href=\"/_local/inbox\">/_local/inbox</a> and <a href=\"/_local/inbox.json\">/_local/inbox.json</a> — the mail sent</li>\
+             <li><a href=\"/_local/events.json\">/_local/events.json</a> — the events published to EventBridge</li>\
              </ul></body></html>"
         )
     }
@@ -278,7 +333,7 @@ fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-fn inbox_page(messages: &[Value]) -> String {
+fn inbox_page(messages: &[Value], events: &[Value]) -> String {
     let items: String = messages
         .iter()
         .rev()
@@ -308,7 +363,16 @@ fn inbox_page(messages: &[Value]) -> String {
     format!(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>mailconfirm local inbox</title></head><body style=\"font-family:sans-serif;max-width:900px;margin:auto;padding:1rem\">\
-         <h1>Local inbox ({count})</h1>{body}</body></html>",
-        count = messages.len()
+         <h1>Local inbox ({count})</h1>{body}<h1>Events ({event_count})</h1><ol>{event_items}</ol></body></html>",
+        count = messages.len(),
+        event_count = events.len(),
+        event_items = events
+            .iter()
+            .map(|e| format!(
+                "<li><b>{}</b> <pre>{}</pre></li>",
+                escape(e["detail-type"].as_str().unwrap_or_default()),
+                escape(&serde_json::to_string_pretty(&e["detail"]).unwrap_or_default())
+            ))
+            .collect::<String>(),
     )
 }

@@ -11,7 +11,7 @@ use aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContex
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsInput;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
-    ScalarAttributeType, TimeToLiveSpecification,
+    ScalarAttributeType, StreamSpecification, StreamViewType, TimeToLiveSpecification,
 };
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
@@ -21,7 +21,7 @@ use mailconfirm::config::ConfigError;
 use mailconfirm::domain::UnixTime;
 use mailconfirm::ports::Clock;
 use mailconfirm::store::DynamoStore;
-use mailconfirm::{HttpHandler, SqsHandler, Wiring};
+use mailconfirm::{HttpHandler, SqsHandler, StreamHandler, Wiring};
 use serde_json::Value;
 
 use crate::gateway::Gateway;
@@ -46,6 +46,8 @@ pub fn local_env(table_name: &str, public_base_url: &str) -> HashMap<String, Str
         ("ACCESS_TOKEN_HS256_SECRET", LOCAL_ACCESS_TOKEN_SECRET),
         ("ACCESS_TOKEN_ISSUER", LOCAL_ISSUER),
         ("ACCESS_TOKEN_AUDIENCE", LOCAL_AUDIENCE),
+        // One bus per table, so that stacks sharing one moto see only their own events.
+        ("EVENT_BUS_NAME", table_name),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -138,6 +140,7 @@ impl Intercept for OperationRecorder {
 pub enum Constructor {
     Http(fn(&Wiring<'_>) -> Result<Arc<dyn HttpHandler>, ConfigError>),
     Sqs(fn(&Wiring<'_>) -> Result<Arc<dyn SqsHandler>, ConfigError>),
+    Stream(fn(&Wiring<'_>) -> Result<Arc<dyn StreamHandler>, ConfigError>),
 }
 
 /// One function of the project.
@@ -187,6 +190,7 @@ pub const FUNCTIONS: &[FunctionSpec] = &[
     function!("mastodon-resend-confirmation", run_http, Http, mailconfirm::contracts::mastodon::ResendConfirmation),
     function!("confirm-page", run_http, Http, mailconfirm::confirm_page::ConfirmPage),
     function!("signup-events", run_sqs, Sqs, mailconfirm::signup_events::SignUpConsumer),
+    function!("change-events", run_stream, Stream, mailconfirm::app_events::ChangeStreamConsumer),
 ];
 
 /// A clock the tests move instead of sleeping: the system's time plus an offset.
@@ -212,6 +216,8 @@ impl Clock for TestClock {
 pub struct Functions {
     pub http: BTreeMap<String, Arc<dyn HttpHandler>>,
     pub sign_up: Arc<dyn SqsHandler>,
+    /// The consumer of the table's change stream.
+    pub change_events: Arc<dyn StreamHandler>,
     /// The table as the functions see it, for the local tools that read users.
     pub store: Arc<DynamoStore>,
     pub operations: BTreeMap<String, OperationRecorder>,
@@ -231,6 +237,7 @@ impl Functions {
         let mut operations = BTreeMap::new();
         let mut http = BTreeMap::new();
         let mut sqs = BTreeMap::new();
+        let mut streams = BTreeMap::new();
         for function in FUNCTIONS {
             let recorder = OperationRecorder::default();
             operations.insert(function.binary.to_owned(), recorder.clone());
@@ -247,11 +254,15 @@ impl Functions {
                 Constructor::Sqs(build) => {
                     sqs.insert(function.binary.to_owned(), build(&wiring)?);
                 }
+                Constructor::Stream(build) => {
+                    streams.insert(function.binary.to_owned(), build(&wiring)?);
+                }
             }
         }
         let sign_up = sqs.remove("signup-events").context("no sign-up consumer")?;
+        let change_events = streams.remove("change-events").context("no change-stream consumer")?;
         let store = Wiring::new(env, Arc::new(AwsClients::new()), clock).store()?;
-        Ok(Self { http, sign_up, store, operations })
+        Ok(Self { http, sign_up, change_events, store, operations })
     }
 
     pub fn gateway(&self, template: &Template) -> anyhow::Result<Gateway> {
@@ -303,6 +314,14 @@ pub async fn create_table(aws: &AwsClients, template: &Template, table_name: &st
                         ))
                         .build(),
                 )
+                .build()?,
+        );
+    }
+    if let Some(stream) = props.get("StreamSpecification") {
+        request = request.stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::from(stream["StreamViewType"].as_str().context("StreamViewType")?))
                 .build()?,
         );
     }

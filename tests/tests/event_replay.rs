@@ -107,3 +107,18 @@ fn every_function_has_an_event_file_and_every_event_file_a_function() {
     events.sort();
     assert_eq!(binaries, events);
 }
+
+/// change-events.json: a confirmation and a TTL removal, as the stream delivers them.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_change_stream_event_publishes_its_events() {
+    let stack = TestStack::start().await;
+    let batch = serde_json::from_value(event("change-events.json")).unwrap();
+    let response = stack.api.stream.consumer().handle(batch).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    let moto = mailconfirm_local::stack::moto_url().unwrap();
+    let events = mailconfirm_local::stream::published_events(&stack.http, &moto, &stack.api.event_bus).await.unwrap();
+    let types: Vec<&str> = events.iter().filter_map(|e| e["detail-type"].as_str()).collect();
+    assert_eq!(types, ["EmailConfirmed", "PendingSignUpExpired"]);
+    assert_eq!(events[0]["detail"]["method"], "link");
+    assert_eq!(events[1]["detail"]["occurred_at"], "2026-01-01T00:01:00Z");
+}

@@ -16,6 +16,7 @@ fn iam_action(operation: &str) -> String {
         Some((_, "TransactWriteItems.ConditionCheck")) => "dynamodb:ConditionCheckItem".to_owned(),
         Some(("DynamoDB", name)) => format!("dynamodb:{name}"),
         Some(("SESv2", name)) => format!("ses:{name}"),
+        Some(("EventBridge", name)) => format!("events:{name}"),
         _ => panic!("an operation of an unexpected service: {operation}"),
     }
 }
@@ -139,6 +140,9 @@ async fn each_policy_grants_exactly_the_aws_actions_its_function_calls() {
         stack.http.post(stack.url("/confirm-email")).form(&[("token", fresh.as_str())]).send().await.unwrap();
     assert_eq!(confirmed.status(), 200);
     assert_eq!(stack.stored_status(&unmailed_d).await.as_deref(), Some("ENABLED"));
+
+    // change-events: the stream of everything above, published.
+    assert!(!stack.events().await.is_empty());
 
     let called: BTreeMap<String, BTreeSet<String>> = stack
         .operations

@@ -47,7 +47,16 @@ async fn arrange(
             else {
                 panic!("not created")
             };
-            store.confirm(&user.id, &user.email.tag(), now).await.unwrap().unwrap()
+            store
+                .confirm(
+                    &user.id,
+                    &user.email.tag(),
+                    now,
+                    &mailconfirm::domain::ConfirmedBy::new(mailconfirm::domain::ConfirmMethod::Admin, None, None),
+                )
+                .await
+                .unwrap()
+                .unwrap()
         }
     };
     (user_id, email, Some(user))

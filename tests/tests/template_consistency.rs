@@ -37,6 +37,7 @@ fn the_local_stack_builds_each_function_as_its_main_does() {
         let run = match function.constructor {
             Constructor::Http(_) => "run_http",
             Constructor::Sqs(_) => "run_sqs",
+            Constructor::Stream(_) => "run_stream",
         };
         assert!(main.contains(&format!("use {handler};")), "{}: imports {handler}", function.binary);
         assert!(

@@ -131,7 +131,8 @@ impl ConfirmPage {
         let page = match Action::parse(field("action").as_deref()) {
             None => Page::Invalid,
             Some(Action::Confirm) => {
-                let result = self.confirmer.confirm_link(link, now).await;
+                let by = crate::contracts::confirmed_by(request, crate::domain::ConfirmMethod::Link);
+                let result = self.confirmer.confirm_link(link, now, &by).await;
                 if let Some(failure) = result.as_ref().err().and_then(MaybeFailure::failure) {
                     failure.report();
                 }

@@ -40,6 +40,15 @@ pub fn source_ip(request: &Request) -> Option<std::net::IpAddr> {
     }
 }
 
+/// How the request confirms an address, with what an audit keeps of where it came from.
+pub fn confirmed_by(request: &Request, method: crate::domain::ConfirmMethod) -> crate::domain::ConfirmedBy {
+    crate::domain::ConfirmedBy::new(
+        method,
+        source_ip(request).map(|ip| ip.to_string()),
+        header(request, http::header::USER_AGENT.as_str()),
+    )
+}
+
 /// A field of an `application/x-www-form-urlencoded` body, decoded; the first if repeated.
 pub fn form_field(body: &[u8], name: &str) -> Option<String> {
     form_urlencoded::parse(body).find(|(key, _)| key == name).map(|(_, value)| value.into_owned())

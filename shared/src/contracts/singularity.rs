@@ -363,7 +363,8 @@ impl VerifyEmail {
         // Validated for the contract's sake; the verification itself has no language.
         requested_locale(request)?;
         let token = query_param(request, "token");
-        Ok(self.confirmer.confirm(token.as_deref(), now).await?)
+        let by = crate::contracts::confirmed_by(request, crate::domain::ConfirmMethod::VerifyApi);
+        Ok(self.confirmer.confirm(token.as_deref(), now, &by).await?)
     }
 }
 

@@ -12,4 +12,7 @@ pub use locale::{Locale, LocaleNegotiation};
 #[cfg(test)]
 pub use throttle::RequestLog;
 pub use throttle::{Throttle, ThrottleRule, Throttled, client_subject};
-pub use user::{ClientId, Identity, IdentityAttribute, SendRequirements, SignUp, User, UserId, UserStatus};
+pub use user::{
+    ClientId, ConfirmMethod, ConfirmedBy, Identity, IdentityAttribute, SendRequirements, SignUp, User, UserId,
+    UserStatus,
+};

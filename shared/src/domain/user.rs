@@ -75,6 +75,50 @@ impl UserStatus {
     }
 }
 
+/// How an address came to be confirmed (`EmailConfirmed`'s `method`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConfirmMethod {
+    /// The Confirm button of the page the mail's link opens.
+    Link,
+    /// The app posted the link's token (Singularity's verify route).
+    VerifyApi,
+    /// The app's backend confirmed the user by hand.
+    Admin,
+}
+
+impl ConfirmMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConfirmMethod::Link => "link",
+            ConfirmMethod::VerifyApi => "verify_api",
+            ConfirmMethod::Admin => "admin",
+        }
+    }
+
+    pub fn parse(stored: &str) -> Option<Self> {
+        [ConfirmMethod::Link, ConfirmMethod::VerifyApi, ConfirmMethod::Admin].into_iter().find(|m| m.as_str() == stored)
+    }
+}
+
+/// How and from where an address was confirmed, kept on the user for audit (never logged).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfirmedBy {
+    pub method: ConfirmMethod,
+    pub source_ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl ConfirmedBy {
+    /// The longest user agent kept; the rest says nothing an audit needs.
+    pub const MAX_USER_AGENT_CHARS: usize = 256;
+
+    pub fn new(method: ConfirmMethod, source_ip: Option<String>, user_agent: Option<&str>) -> Self {
+        let user_agent = user_agent.map(|agent| agent.chars().take(Self::MAX_USER_AGENT_CHARS).collect());
+        Self { method, source_ip, user_agent }
+    }
+}
+
 /// How a request names a user: by address (Backendless's default identity) or by id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Identity {

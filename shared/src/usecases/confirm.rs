@@ -6,7 +6,7 @@ use crate::config::{self, ConfigError};
 use crate::wiring::Wiring;
 
 use crate::domain::user::ConfirmRefusal;
-use crate::domain::{UnixTime, User};
+use crate::domain::{ConfirmedBy, UnixTime, User};
 use crate::link_token::{AuthenticLink, LinkTokenError, LinkVerifier};
 use crate::ports::Confirmations;
 use crate::usecases::Failure;
@@ -54,9 +54,9 @@ impl Confirmer {
     }
 
     #[tracing::instrument(name = "confirm address", skip_all)]
-    pub async fn confirm(&self, token: Option<&str>, now: UnixTime) -> Result<User, ConfirmError> {
+    pub async fn confirm(&self, token: Option<&str>, now: UnixTime, by: &ConfirmedBy) -> Result<User, ConfirmError> {
         let link = token.ok_or(LinkTokenError::Missing).and_then(|token| self.links.authenticate(token, now));
-        self.confirm_link(link, now).await
+        self.confirm_link(link, now, by).await
     }
 
     /// [`Self::confirm`] with the token already checked: the confirm page reads the link once,
@@ -65,6 +65,7 @@ impl Confirmer {
         &self,
         link: Result<AuthenticLink, LinkTokenError>,
         now: UnixTime,
+        by: &ConfirmedBy,
     ) -> Result<User, ConfirmError> {
         if !self.mail_enabled {
             return Err(ConfirmError::MailDisabled);
@@ -73,7 +74,8 @@ impl Confirmer {
             AuthenticLink { expired: true, .. } => return Err(LinkTokenError::Expired.into()),
             AuthenticLink { link, .. } => link,
         };
-        let outcome = self.confirmations.confirm(&link.user_id, &link.address, now).await.map_err(Failure::Storage)?;
+        let outcome =
+            self.confirmations.confirm(&link.user_id, &link.address, now, by).await.map_err(Failure::Storage)?;
         if outcome.is_ok() {
             crate::metrics::count(crate::metrics::Metric::Confirmations);
         }

@@ -180,6 +180,7 @@ impl Confirmations for MemoryStore {
         user_id: &UserId,
         address: &AddressTag,
         now: UnixTime,
+        _by: &crate::domain::ConfirmedBy,
     ) -> anyhow::Result<Result<User, Option<User>>> {
         self.check()?;
         let mut users = self.users.lock().unwrap();

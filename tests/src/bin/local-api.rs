@@ -5,9 +5,7 @@ use std::sync::Arc;
 
 use mailconfirm::aws::AwsClients;
 use mailconfirm_local::server::{LocalApi, serve};
-use mailconfirm_local::stack::{
-    Functions, LOCAL_SENDER, OVERRIDABLE, create_table, local_env, moto_url, verify_sender,
-};
+use mailconfirm_local::stack::{Functions, LOCAL_SENDER, OVERRIDABLE, create_table, local_env, verify_sender};
 use mailconfirm_local::template::Template;
 use tokio::net::TcpListener;
 
@@ -34,12 +32,16 @@ async fn main() -> anyhow::Result<()> {
     create_table(&aws, &template, &table).await?;
     verify_sender(&aws, LOCAL_SENDER).await?;
     let functions = Functions::build(&env, Arc::new(mailconfirm::ports::SystemClock))?;
-    let api = Arc::new(LocalApi {
-        gateway: functions.gateway(&template)?,
-        sign_up: functions.sign_up.clone(),
-        store: functions.store.clone(),
-        moto_url: moto_url()?,
-        http: reqwest::Client::new(),
+    let api = Arc::new(LocalApi::new(&functions, &template, &env).await?);
+    // The change stream, delivered as Lambda's event source mapping would: in order, every 250 ms.
+    let stream = api.stream.clone();
+    tokio::spawn(async move {
+        loop {
+            if let Err(err) = stream.deliver().await {
+                tracing::warn!(error = format!("{err:#}"), "could not deliver the table's stream");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
     });
     println!("mailconfirm local API on {base_url}");
     for route in api.gateway.route_specs() {
@@ -50,5 +52,6 @@ async fn main() -> anyhow::Result<()> {
     println!("  GET    {base_url}/_local/users/ID    a user as stored");
     println!("  GET    {base_url}/_local/inbox       the mail sent (HTML; JSON at /_local/inbox.json)");
     println!("  GET    {base_url}/_local/openapi.json  the OpenAPI description of the routes");
+    println!("  GET    {base_url}/_local/events.json   the events published to EventBridge");
     serve(listener, api).await
 }
