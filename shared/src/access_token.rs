@@ -215,7 +215,7 @@ fn public_key(pem: &str, source: &dyn Source) -> Result<VerificationKey, ConfigE
     Ok(VerificationKey { kid: None, key, algorithm })
 }
 
-/// `ACCESS_TOKEN_JWKS_URL`: https, or http to this host only (a local identity provider), since
+/// `ACCESS_TOKEN_JWKS_URL`: https, or http to a loopback host only (a local identity provider), since
 /// whoever can change the keys in transit can sign any token.
 fn parse_jwks_url(value: &str) -> Result<http::Uri, ConfigError> {
     const NAME: &str = "ACCESS_TOKEN_JWKS_URL";

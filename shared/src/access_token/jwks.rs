@@ -111,6 +111,9 @@ impl RemoteKeySet {
         let mut request = http::Request::new(Empty::new());
         *request.uri_mut() = self.url.clone();
         request.headers_mut().insert(http::header::ACCEPT, http::HeaderValue::from_static("application/json"));
+        // Fetches are a minute apart at least, and a kept connection would go stale while Lambda
+        // freezes the environment: one connection per fetch.
+        request.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
         let body = tokio::time::timeout(self.timeout, async {
             let response = client.request(request).await.map_err(FetchError::Request)?;
             if !response.status().is_success() {
