@@ -13,7 +13,7 @@ use aws_types::SdkConfig;
 use aws_types::region::Region;
 use tokio::sync::OnceCell;
 
-pub use https::HttpsClient;
+pub use https::{HttpsClient, HttpsPool, http1_client, tls_config};
 
 use crate::aws_policy;
 

@@ -256,6 +256,11 @@ fn expired_token(user_id: &str) -> String {
     mint_access_token(json!({ "sub": user_id, "iat": past - 3600, "exp": past }))
 }
 
+/// An address nothing listens on: a port that was free a moment ago.
+fn unused_local_address() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
 fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
@@ -529,6 +534,31 @@ async fn real_responses_have_documented_statuses_and_bodies_that_match_their_sch
     let off = press(&quiet, vec![("token", expired.clone()), ("action", "send-new-link".to_owned())]).await.unwrap();
     statuses(&mut answered, "ask for a new link with mail off", checker.check("POST", off).await.0);
 
+    // ---------- Keys that cannot be fetched ----------
+    // The identity provider is down: every route that reads an access token answers its 503.
+    let keyless = TestStack::start_with(|env| {
+        env.remove("ACCESS_TOKEN_HS256_SECRET");
+        env.insert("ACCESS_TOKEN_JWKS_URL".into(), format!("http://{}/jwks", unused_local_address()));
+        env.insert("TABLE_NAME".into(), quiet.table.clone());
+    })
+    .await;
+    let token = keyless.access_token(&unmailed);
+    let tennpay_body = json!({"id": 4242, "email": payer_email}).to_string();
+    for (method, path, header, body, label) in [
+        ("POST", SEND.to_owned(), "authorization", "", "send without keys"),
+        ("GET", COOLDOWN.to_owned(), "authorization", "", "cooldown without keys"),
+        ("POST", create(&unmailed_email), "user-token", "", "create URL without keys"),
+        ("GET", "/api/info".to_owned(), "user-token", "", "app info without keys"),
+        ("POST", TENNPAY.to_owned(), "authorization", tennpay_body.as_str(), "10npay without keys"),
+        ("POST", "/api/v1/emails/confirmations".to_owned(), "authorization", "", "mastodon without keys"),
+    ] {
+        let value = if header == "authorization" { format!("Bearer {token}") } else { token.clone() };
+        let request = http.request(method.parse().unwrap(), keyless.url(&path)).header(header, value);
+        let request = request.header("content-type", "application/json").body(body.to_owned());
+        let (status, _) = checker.check(method, request.send().await.unwrap()).await;
+        statuses(&mut answered, label, status);
+    }
+
     // The requests reached every operation, and the answers the scenarios aim at.
     let seen = checker.seen.lock().unwrap().clone();
     let operations: BTreeSet<(String, String)> = seen.keys().cloned().collect();
@@ -569,6 +599,12 @@ async fn real_responses_have_documented_statuses_and_bodies_that_match_their_sch
         ("page with mail off", 503),
         ("mastodon with mail off", 503),
         ("resend with mail off", 400),
+        ("send without keys", 503),
+        ("cooldown without keys", 503),
+        ("create URL without keys", 503),
+        ("app info without keys", 503),
+        ("10npay without keys", 503),
+        ("mastodon without keys", 503),
     ]
     .into_iter()
     .collect();

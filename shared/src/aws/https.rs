@@ -1,5 +1,5 @@
-//! The HTTP client the AWS SDK calls through: hyper 1 over HTTP/1.1, rustls on ring, and the
-//! Mozilla root certificates compiled in (`webpki-roots`).
+//! The HTTP client the AWS SDK calls through (and the JWKS fetch of access tokens): hyper 1 over
+//! HTTP/1.1, rustls on ring, and the Mozilla root certificates compiled in (`webpki-roots`).
 //!
 //! The SDK's own client (`aws-smithy-http-client`) also builds HTTP/2 (`h2`), proxy support and
 //! `rustls-native-certs`, which reads and parses every file of the system CA directory when the
@@ -41,30 +41,58 @@ struct Timeouts {
 
 impl HttpsClient {
     /// Trusts the Mozilla roots, plus the certificates of the PEM file `extra_roots` (the
-    /// `SSL_CERT_FILE` of an endpoint with a private CA) when given. A file that cannot be read
-    /// adds nothing: calls to an endpoint it was meant for then fail on the certificate.
-    // ring's provider supports both protocol versions, so the builder cannot refuse them.
-    #[allow(clippy::expect_used)]
+    /// `SSL_CERT_FILE` of an endpoint with a private CA) when given.
     pub fn new(extra_roots: Option<&str>) -> Self {
-        let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-        if let Some(path) = extra_roots {
-            match CertificateDer::pem_file_iter(path) {
-                Ok(certs) => {
-                    let (added, ignored) = roots.add_parsable_certificates(certs.filter_map(Result::ok));
-                    tracing::debug!(path, added, ignored, "extra root certificates");
-                }
-                Err(err) => tracing::warn!(path, error = %err, "cannot read the extra root certificates"),
-            }
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("ring supports TLS 1.2 and 1.3")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Self { tls: Arc::new(tls), connectors: Arc::default() }
+        Self { tls: tls_config(extra_roots), connectors: Arc::default() }
     }
 }
+
+/// rustls on ring with the Mozilla roots, plus the certificates of the PEM file `extra_roots`
+/// when given. A file that cannot be read adds nothing: calls to an endpoint it was meant for
+/// then fail on the certificate.
+// ring's provider supports both protocol versions, so the builder cannot refuse them.
+#[allow(clippy::expect_used)]
+pub fn tls_config(extra_roots: Option<&str>) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    if let Some(path) = extra_roots {
+        match CertificateDer::pem_file_iter(path) {
+            Ok(certs) => {
+                let (added, ignored) = roots.add_parsable_certificates(certs.filter_map(Result::ok));
+                tracing::debug!(path, added, ignored, "extra root certificates");
+            }
+            Err(err) => tracing::warn!(path, error = %err, "cannot read the extra root certificates"),
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("ring supports TLS 1.2 and 1.3")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(tls)
+}
+
+/// An HTTP/1.1 client over `tls` (https) or plain TCP (http), whose connections are pooled and
+/// come up within `connect_timeout`. The SDK's connector and the JWKS fetch share it.
+pub fn http1_client<B>(tls: Arc<rustls::ClientConfig>, connect_timeout: Option<Duration>) -> HttpsPool<B>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+{
+    let mut tcp = TcpConnector::new();
+    tcp.enforce_http(false);
+    tcp.set_nodelay(true);
+    tcp.set_connect_timeout(connect_timeout);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(Arc::unwrap_or_clone(tls))
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(tcp);
+    Client::builder(TokioExecutor::new()).pool_timer(TokioTimer::new()).build(https)
+}
+
+/// The client [`http1_client`] builds.
+pub type HttpsPool<B> = Client<hyper_rustls::HttpsConnector<TcpConnector>, B>;
 
 impl HttpClient for HttpsClient {
     fn http_connector(&self, settings: &HttpConnectorSettings, _: &RuntimeComponents) -> SharedHttpConnector {
@@ -81,23 +109,13 @@ impl HttpClient for HttpsClient {
 
 #[derive(Debug)]
 struct Connector {
-    client: Client<hyper_rustls::HttpsConnector<TcpConnector>, SdkBody>,
+    client: HttpsPool<SdkBody>,
     read_timeout: Option<Duration>,
 }
 
 impl Connector {
     fn new(tls: Arc<rustls::ClientConfig>, timeouts: Timeouts) -> Self {
-        let mut tcp = TcpConnector::new();
-        tcp.enforce_http(false);
-        tcp.set_nodelay(true);
-        tcp.set_connect_timeout(timeouts.connect);
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(Arc::unwrap_or_clone(tls))
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(tcp);
-        let client = Client::builder(TokioExecutor::new()).pool_timer(TokioTimer::new()).build(https);
-        Self { client, read_timeout: timeouts.read }
+        Self { client: http1_client(tls, timeouts.connect), read_timeout: timeouts.read }
     }
 }
 

@@ -10,7 +10,7 @@ use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::access_token::{AccessTokenVerifier, bearer_token};
+use crate::access_token::{AccessTokenError, AccessTokenVerifier, bearer_token};
 use crate::config::{self, ConfigError, Source};
 use crate::contracts::{header, json_response, path_param, source_ip};
 use crate::domain::{Identity, IdentityAttribute, Throttled, UnixTime, client_subject};
@@ -38,6 +38,9 @@ pub enum ErrorCode {
     NotPermitted,
     /// A failure of ours: 500.
     Internal,
+    /// The identity provider's keys (`ACCESS_TOKEN_JWKS_URL`) could not be fetched: 503. Not
+    /// 3064, on which the SDK would forget a token that may well be good.
+    KeysUnavailable,
 }
 
 impl ErrorCode {
@@ -70,6 +73,11 @@ impl ErrorCode {
                 (StatusCode::FORBIDDEN, 3066, "Permission denied: this operation requires an administrator.")
             }
             ErrorCode::Internal => (StatusCode::INTERNAL_SERVER_ERROR, 8000, "Internal server error. Please retry."),
+            ErrorCode::KeysUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                8000,
+                "The keys that verify user tokens cannot be fetched. Please retry.",
+            ),
         }
     }
 
@@ -88,6 +96,18 @@ impl ErrorCode {
             response.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from(retry_after_seconds));
         }
         response
+    }
+}
+
+/// A token that does not verify, for whatever reason, is 3064; keys we could not fetch are ours.
+impl From<AccessTokenError> for ErrorCode {
+    fn from(err: AccessTokenError) -> Self {
+        match err {
+            AccessTokenError::Missing | AccessTokenError::Invalid | AccessTokenError::Expired => {
+                ErrorCode::NotAuthenticated
+            }
+            AccessTokenError::KeysUnavailable => ErrorCode::KeysUnavailable,
+        }
     }
 }
 
@@ -285,20 +305,20 @@ pub struct AdminAccess {
 }
 
 impl AdminAccess {
-    pub fn from_config(source: &dyn Source) -> Result<Self, ConfigError> {
+    pub fn from_config(source: &dyn Source, clock: Arc<dyn Clock>) -> Result<Self, ConfigError> {
         Ok(Self {
-            verifier: AccessTokenVerifier::from_config(source)?,
+            verifier: AccessTokenVerifier::from_config(source, clock)?,
             role: config::optional(source, "ADMIN_ROLE").unwrap_or_else(|| "mailconfirm-admin".to_owned()),
             scope: config::optional(source, "ADMIN_SCOPE").unwrap_or_else(|| "mailconfirm:admin".to_owned()),
         })
     }
 
     /// The token comes in `user-token` (what the Backendless SDK sends) or as a Bearer token.
-    pub fn authorize(&self, request: &Request) -> Result<(), ErrorCode> {
+    pub async fn authorize(&self, request: &Request) -> Result<(), ErrorCode> {
         let token = header(request, "user-token")
             .or_else(|| bearer_token(request.headers()))
             .ok_or(ErrorCode::NotAuthenticated)?;
-        let principal = self.verifier.verify(token).map_err(|_| ErrorCode::NotAuthenticated)?;
+        let principal = self.verifier.verify(token).await.map_err(ErrorCode::from)?;
         let admin = principal.roles.contains(&self.role) || principal.scopes.contains(&self.scope);
         if admin { Ok(()) } else { Err(ErrorCode::NotPermitted) }
     }
@@ -318,13 +338,13 @@ impl CreateConfirmationUrl {
         Ok(Self {
             links: CreateLink::from_config(w)?,
             identity: identity_attribute(w.config)?,
-            admin: AdminAccess::from_config(w.config)?,
+            admin: AdminAccess::from_config(w.config, w.clock.clone())?,
             clock: w.clock.clone(),
         })
     }
 
     async fn create(&self, request: &Request, now: UnixTime) -> Result<String, Rejection> {
-        self.admin.authorize(request)?;
+        self.admin.authorize(request).await?;
         let identity = identity_of(request, self.identity)?;
         Ok(self.links.create_link(&identity, now).await?)
     }

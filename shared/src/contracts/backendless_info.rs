@@ -22,12 +22,12 @@ pub struct AppInfo {
 
 impl AppInfo {
     pub fn from_config(w: &Wiring<'_>) -> Result<Self, ConfigError> {
-        Ok(Self { verifier: AccessTokenVerifier::from_config(w.config)? })
+        Ok(Self { verifier: AccessTokenVerifier::from_config(w.config, w.clock.clone())? })
     }
 
-    fn answer(&self, request: &Request) -> Result<Value, ErrorCode> {
+    async fn answer(&self, request: &Request) -> Result<Value, ErrorCode> {
         if let Some(token) = header(request, "user-token") {
-            self.verifier.verify(token).map_err(|_| ErrorCode::NotAuthenticated)?;
+            self.verifier.verify(token).await.map_err(ErrorCode::from)?;
         }
         // Of what the SDK reads, only the console's logger levels (`[{"name", "level"}]`) can
         // be told truthfully: there are none. There is no app id, API key or real-time server
@@ -39,7 +39,7 @@ impl AppInfo {
 #[async_trait]
 impl HttpHandler for AppInfo {
     async fn handle(&self, request: Request) -> Response<Body> {
-        match self.answer(&request) {
+        match self.answer(&request).await {
             Ok(body) => json_response(StatusCode::OK, &body),
             Err(code) => code.response(),
         }

@@ -34,6 +34,8 @@ pub enum Refusal {
         resets_at: UnixTime,
     },
     MailDisabled,
+    /// The identity provider's keys (`ACCESS_TOKEN_JWKS_URL`) could not be fetched.
+    KeysUnavailable,
     /// A failure of ours, reported when the response is made.
     Internal(Failure),
 }
@@ -61,6 +63,10 @@ impl Refusal {
             }
             Refusal::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "Too many requests".to_owned()),
             Refusal::MailDisabled => (StatusCode::SERVICE_UNAVAILABLE, "E-mail is disabled on this server".to_owned()),
+            Refusal::KeysUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The access token cannot be checked right now; retry later".to_owned(),
+            ),
             Refusal::Internal(failure) => {
                 failure.report();
                 (StatusCode::INTERNAL_SERVER_ERROR, "Internal server error".to_owned())
@@ -119,7 +125,7 @@ pub struct ResendConfirmation {
 impl ResendConfirmation {
     pub fn from_config(w: &Wiring<'_>) -> Result<Self, ConfigError> {
         Ok(Self {
-            access: AccessTokenVerifier::from_config(w.config)?,
+            access: AccessTokenVerifier::from_config(w.config, w.clock.clone())?,
             resend: ClientResend::from_config(w)?,
             per_ip: config::throttle(
                 w.config,
@@ -139,10 +145,11 @@ impl ResendConfirmation {
         })
     }
 
-    fn authenticate(&self, request: &Request) -> Result<Principal, Refusal> {
-        self.access.authenticate(request.headers()).map_err(|err| match err {
+    async fn authenticate(&self, request: &Request) -> Result<Principal, Refusal> {
+        self.access.authenticate(request.headers()).await.map_err(|err| match err {
             AccessTokenError::Expired => Refusal::TokenExpired,
             AccessTokenError::Missing | AccessTokenError::Invalid => Refusal::TokenInvalid,
+            AccessTokenError::KeysUnavailable => Refusal::KeysUnavailable,
         })
     }
 
@@ -168,7 +175,7 @@ impl ResendConfirmation {
         // before the request is looked at; a refusal is told only if the throttles allow it.
         let client = source_ip(request).map(client_subject).unwrap_or_else(|| "unknown".to_owned());
         let per_ip = self.per_ip.counting(client);
-        let principal = match self.authenticate(request) {
+        let principal = match self.authenticate(request).await {
             Ok(principal) => principal,
             Err(refusal) => return Err(self.refuse_counted(refusal, &[per_ip], now).await),
         };

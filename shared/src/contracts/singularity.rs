@@ -28,10 +28,14 @@ pub enum ErrorCode {
     AuthenticationRequired,
     AccessTokenInvalid,
     AccessTokenExpired,
+    /// The identity provider's keys (`ACCESS_TOKEN_JWKS_URL`) could not be fetched: 503.
+    AccessTokenKeysUnavailable,
     InvalidRequest,
     UserNotFound,
     EmailAlreadyVerified,
-    EmailCooldownActive { remaining_seconds: u64 },
+    EmailCooldownActive {
+        remaining_seconds: u64,
+    },
     EmailVerificationTokenMissing,
     EmailVerificationTokenInvalid,
     EmailVerificationTokenExpired,
@@ -62,6 +66,12 @@ impl ErrorCode {
             AccessTokenExpired => {
                 (StatusCode::UNAUTHORIZED, "ACCESS_TOKEN_EXPIRED", "Expired", "The access token is expired.")
             }
+            AccessTokenKeysUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ACCESS_TOKEN_KEYS_UNAVAILABLE",
+                "KeysUnavailable",
+                "The keys that verify access tokens cannot be fetched. Retry later.",
+            ),
             InvalidRequest => {
                 (StatusCode::BAD_REQUEST, "INVALID_REQUEST", "InvalidRequestFailure", "The request is malformed.")
             }
@@ -165,6 +175,7 @@ impl From<AccessTokenError> for ErrorCode {
             AccessTokenError::Missing => ErrorCode::AuthenticationRequired,
             AccessTokenError::Invalid => ErrorCode::AccessTokenInvalid,
             AccessTokenError::Expired => ErrorCode::AccessTokenExpired,
+            AccessTokenError::KeysUnavailable => ErrorCode::AccessTokenKeysUnavailable,
         }
     }
 }
@@ -277,8 +288,8 @@ fn requested_locale(request: &Request) -> Result<Option<Locale>, ErrorCode> {
     }
 }
 
-fn authenticate(verifier: &AccessTokenVerifier, request: &Request) -> Result<Principal, ErrorCode> {
-    verifier.authenticate(request.headers()).map_err(ErrorCode::from)
+async fn authenticate(verifier: &AccessTokenVerifier, request: &Request) -> Result<Principal, ErrorCode> {
+    verifier.authenticate(request.headers()).await.map_err(ErrorCode::from)
 }
 
 /// `POST /api/auth/email/verification/send?locale=xx`.
@@ -291,14 +302,14 @@ pub struct SendVerification {
 impl SendVerification {
     pub fn from_config(w: &Wiring<'_>) -> Result<Self, ConfigError> {
         Ok(Self {
-            access: AccessTokenVerifier::from_config(w.config)?,
+            access: AccessTokenVerifier::from_config(w.config, w.clock.clone())?,
             resend: Resend::from_config(w)?,
             clock: w.clock.clone(),
         })
     }
 
     async fn send(&self, request: &Request, now: UnixTime) -> Result<Sent, Rejection> {
-        let principal = authenticate(&self.access, request)?;
+        let principal = authenticate(&self.access, request).await?;
         let locale = requested_locale(request)?;
         Ok(self.resend.resend(&principal.user_id, locale.as_ref(), now).await?)
     }
@@ -325,14 +336,14 @@ pub struct VerificationCooldown {
 impl VerificationCooldown {
     pub fn from_config(w: &Wiring<'_>) -> Result<Self, ConfigError> {
         Ok(Self {
-            access: AccessTokenVerifier::from_config(w.config)?,
+            access: AccessTokenVerifier::from_config(w.config, w.clock.clone())?,
             status: CooldownStatus::from_config(w)?,
             clock: w.clock.clone(),
         })
     }
 
     async fn remaining(&self, request: &Request, now: UnixTime) -> Result<u64, Rejection> {
-        let principal = authenticate(&self.access, request)?;
+        let principal = authenticate(&self.access, request).await?;
         Ok(self.status.remaining(&principal.user_id, now).await?)
     }
 }

@@ -108,6 +108,8 @@ pub enum Outcome {
     /// The mail went out.
     Sent,
     Unauthenticated(AccessTokenError),
+    /// The identity provider's keys (`ACCESS_TOKEN_JWKS_URL`) could not be fetched.
+    KeysUnavailable,
     UnsupportedMediaType,
     Invalid(FieldErrors),
     /// A user's token asked for another user.
@@ -128,6 +130,13 @@ pub fn respond(outcome: &Outcome, trace_id: &str) -> Response<Body> {
             tracing::info!(reason = %err, "unauthenticated");
             unauthorized(*err)
         }
+        Outcome::KeysUnavailable => problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Service Unavailable",
+            "https://tools.ietf.org/html/rfc7231#section-6.6.4",
+            trace_id,
+            json!({ "detail": "The keys that verify access tokens cannot be fetched; nothing was sent. Retry." }),
+        ),
         Outcome::UnsupportedMediaType => problem(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "Unsupported Media Type",
@@ -214,7 +223,8 @@ fn unauthorized(err: AccessTokenError) -> Response<Body> {
     // As ASP.NET's JWT bearer handler: no body, the reason in WWW-Authenticate.
     let challenge = match err {
         AccessTokenError::Missing => "Bearer",
-        AccessTokenError::Invalid => "Bearer error=\"invalid_token\"",
+        // KeysUnavailable has its own outcome; were it here, the token was not judged.
+        AccessTokenError::Invalid | AccessTokenError::KeysUnavailable => "Bearer error=\"invalid_token\"",
         AccessTokenError::Expired => "Bearer error=\"invalid_token\", error_description=\"The token expired\"",
     };
     let mut response = Response::new(Body::Empty);
@@ -234,7 +244,7 @@ pub struct SendConfirmation {
 impl SendConfirmation {
     pub fn from_config(w: &Wiring<'_>) -> Result<Self, ConfigError> {
         Ok(Self {
-            access: AccessTokenVerifier::from_config(w.config)?,
+            access: AccessTokenVerifier::from_config(w.config, w.clock.clone())?,
             resend: AddressedResend::from_config(w)?,
             service_scope: config::optional(w.config, "TENNPAY_SERVICE_SCOPE")
                 .unwrap_or_else(|| "mailconfirm:send-confirmation".to_owned()),
@@ -244,11 +254,13 @@ impl SendConfirmation {
 
     async fn send(&self, request: &Request) -> Outcome {
         // Only the Bearer header counts here: the document names no cookie.
-        let principal = match bearer_token(request.headers())
-            .ok_or(AccessTokenError::Missing)
-            .and_then(|t| self.access.verify(t))
-        {
+        let verified = match bearer_token(request.headers()) {
+            Some(token) => self.access.verify(token).await,
+            None => Err(AccessTokenError::Missing),
+        };
+        let principal = match verified {
             Ok(principal) => principal,
+            Err(AccessTokenError::KeysUnavailable) => return Outcome::KeysUnavailable,
             Err(err) => return Outcome::Unauthenticated(err),
         };
         if header(request, "content-type").is_some_and(|ct| !ct.to_ascii_lowercase().contains("json")) {
