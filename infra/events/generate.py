@@ -165,6 +165,7 @@ def stream_event() -> dict:
 
 def main() -> None:
     bearer = {"authorization": f"Bearer {access_token()}"}
+    admin_bearer = {"authorization": f"Bearer {access_token(sub='backend-service', roles=['mailconfirm-admin'])}"}
     events = {
         "signup-events.json": sqs_event(),
         "change-events.json": stream_event(),
@@ -191,6 +192,21 @@ def main() -> None:
             "/api/v1/emails/confirmations",
             None,
             {"authorization": f"Bearer {access_token(client_id='web-app', scope='read write')}"},
+        ),
+        "mastodon-check-confirmation.json": http_event(
+            "GET",
+            "/api/v1/emails/check_confirmation",
+            None,
+            {"authorization": f"Bearer {access_token(client_id='web-app', scope='read')}"},
+        ),
+        "service-get-user.json": http_event(
+            "GET", f"/v1/users/{USER_ID}", None, admin_bearer, {"user_id": USER_ID}
+        ),
+        "service-confirm-user.json": http_event(
+            "POST", f"/v1/users/{USER_ID}/confirm", None, admin_bearer, {"user_id": USER_ID}
+        ),
+        "service-delete-user.json": http_event(
+            "DELETE", f"/v1/users/{USER_ID}", None, admin_bearer, {"user_id": USER_ID}
         ),
         # What the Backendless SDK asks in initApp, with the token of a logged-in user.
         "backendless-app-info.json": http_event("GET", "/api/info", None, {"user-token": access_token()}),

@@ -268,6 +268,26 @@ fn jwk_set(json: &str) -> Result<Vec<VerificationKey>, ConfigError> {
     Ok(keys)
 }
 
+/// Who counts as the app's backend: a token with `ADMIN_ROLE` in its `roles` (default
+/// `mailconfirm-admin`) or `ADMIN_SCOPE` in its scopes (default `mailconfirm:admin`).
+pub struct AdminPolicy {
+    role: String,
+    scope: String,
+}
+
+impl AdminPolicy {
+    pub fn from_config(source: &dyn Source) -> Self {
+        Self {
+            role: config::optional(source, "ADMIN_ROLE").unwrap_or_else(|| "mailconfirm-admin".to_owned()),
+            scope: config::optional(source, "ADMIN_SCOPE").unwrap_or_else(|| "mailconfirm:admin".to_owned()),
+        }
+    }
+
+    pub fn allows(&self, principal: &Principal) -> bool {
+        principal.roles.contains(&self.role) || principal.scopes.contains(&self.scope)
+    }
+}
+
 /// The token of an `Authorization: Bearer <token>` header (scheme matched in any case).
 pub fn bearer_token(headers: &http::HeaderMap) -> Option<&str> {
     let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?.trim();

@@ -157,6 +157,23 @@ pub trait Confirmations: Send + Sync {
         now: UnixTime,
         by: &ConfirmedBy,
     ) -> anyhow::Result<Result<User, Option<User>>>;
+
+    /// Confirms a pending user whatever address it has, without a link (the app's backend
+    /// vouches for it), in one conditional write. `Err` carries the user the condition saw.
+    async fn confirm_without_link(
+        &self,
+        user_id: &UserId,
+        now: UnixTime,
+        by: &ConfirmedBy,
+    ) -> anyhow::Result<Result<User, Option<User>>>;
+}
+
+/// Erases users.
+#[async_trait]
+pub trait UserEraser: Send + Sync {
+    /// Deletes the user and its address look-up in one transaction, while the user still has
+    /// the address it had when read; `false` if it changed or went meanwhile (nothing deleted).
+    async fn erase(&self, user: &User) -> anyhow::Result<bool>;
 }
 
 /// Counts requests against throttles.

@@ -22,12 +22,12 @@ use async_trait::async_trait;
 use crate::aws::AwsClients;
 use crate::aws_error::redacted;
 use crate::domain::{
-    AddressTag, ClientId, ConfirmedBy, EmailAddress, Locale, SendRequirements, SignUp, Throttle, ThrottleRule,
-    Throttled, UnixTime, User, UserId, UserStatus,
+    AddressTag, ClientId, ConfirmedBy, DeliveryState, EmailAddress, Locale, SendRequirements, SignUp, Throttle,
+    ThrottleRule, Throttled, UnixTime, User, UserId, UserStatus,
 };
 use crate::ports::{
     AddressChangeRefusal, Claim, ClaimCondition, ClaimId, Confirmations, CreateOutcome, RequestCounters, SendClaims,
-    UserReader, UserRegistry,
+    UserEraser, UserReader, UserRegistry,
 };
 
 type Item = HashMap<String, AttributeValue>;
@@ -100,6 +100,7 @@ impl UserRegistry for DynamoStore {
             confirmed_at: None,
             cooldown_until: first_mail_until,
             last_mail_sent_at: None,
+            delivery: DeliveryState::Ok,
         };
         let claim_id = first_mail_until.map(|_| ClaimId::random());
         let mut item = user_item(&user, now);
@@ -361,6 +362,31 @@ impl Confirmations for DynamoStore {
         now: UnixTime,
         by: &ConfirmedBy,
     ) -> anyhow::Result<Result<User, Option<User>>> {
+        let request = self
+            .confirm_request(user_id, now, by)
+            .await
+            .condition_expression("attribute_exists(pk) AND #status = :pending AND address_tag = :tag")
+            .expression_attribute_values(":tag", AttributeValue::S(address.as_str().into()));
+        confirmed(request.send().await)
+    }
+
+    async fn confirm_without_link(
+        &self,
+        user_id: &UserId,
+        now: UnixTime,
+        by: &ConfirmedBy,
+    ) -> anyhow::Result<Result<User, Option<User>>> {
+        let request = self
+            .confirm_request(user_id, now, by)
+            .await
+            .condition_expression("attribute_exists(pk) AND #status = :pending");
+        confirmed(request.send().await)
+    }
+}
+
+impl DynamoStore {
+    /// The write that confirms a user, recording how and from where; the caller adds its condition.
+    async fn confirm_request(&self, user_id: &UserId, now: UnixTime, by: &ConfirmedBy) -> UpdateItemFluentBuilder {
         let mut set = "SET #status = :enabled, confirmed_at = :now, updated_at = :now, confirmed_via = :via".to_owned();
         let mut request = self.aws.dynamodb().await.update_item();
         if let Some(ip) = &by.source_ip {
@@ -371,28 +397,75 @@ impl Confirmations for DynamoStore {
             set.push_str(", confirmed_user_agent = :agent");
             request = request.expression_attribute_values(":agent", AttributeValue::S(agent.clone()));
         }
-        let result = request
+        request
             .table_name(&self.table)
             .key("pk", user_key(user_id))
             // A confirmed user is no pending sign-up: TTL must not remove it.
             .update_expression(format!("{set} REMOVE {TTL_ATTRIBUTE}"))
             .expression_attribute_values(":via", AttributeValue::S(by.method.as_str().into()))
-            .condition_expression("attribute_exists(pk) AND #status = :pending AND address_tag = :tag")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":pending", status_value(UserStatus::EmailConfirmationPending))
             .expression_attribute_values(":enabled", status_value(UserStatus::Enabled))
-            .expression_attribute_values(":tag", AttributeValue::S(address.as_str().into()))
             .expression_attribute_values(":now", number(now.0))
             .return_values(ReturnValue::AllNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+    }
+}
+
+/// The confirmed user, or the one the condition saw.
+fn confirmed(
+    result: Result<aws_sdk_dynamodb::operation::update_item::UpdateItemOutput, SdkError<UpdateItemError, HttpResponse>>,
+) -> anyhow::Result<Result<User, Option<User>>> {
+    match result {
+        Ok(output) => {
+            let item = output.attributes().context("the confirmed user came back empty")?;
+            Ok(Ok(user_from_item(item)?))
+        }
+        Err(err) => Ok(Err(seen_on_refusal(err, "confirming a user")?)),
+    }
+}
+
+#[async_trait]
+impl UserEraser for DynamoStore {
+    async fn erase(&self, user: &User) -> anyhow::Result<bool> {
+        let delete_user = Delete::builder()
+            .table_name(&self.table)
+            .key("pk", user_key(&user.id))
+            .condition_expression("attribute_exists(pk) AND email_normalized = :address")
+            .expression_attribute_values(":address", AttributeValue::S(user.email.normalized().into()))
+            .build()
+            .context("building the user delete")?;
+        let delete_address = Delete::builder()
+            .table_name(&self.table)
+            .key("pk", email_key(&user.email))
+            .condition_expression("attribute_not_exists(pk) OR user_id = :user_id")
+            .expression_attribute_values(":user_id", AttributeValue::S(user.id.as_str().into()))
+            .build()
+            .context("building the address delete")?;
+        let result = self
+            .aws
+            .dynamodb()
+            .await
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().delete(delete_user).build())
+            .transact_items(TransactWriteItem::builder().delete(delete_address).build())
             .send()
             .await;
-        match result {
-            Ok(output) => {
-                let item = output.attributes().context("the confirmed user came back empty")?;
-                Ok(Ok(user_from_item(item)?))
-            }
-            Err(err) => Ok(Err(seen_on_refusal(err, "confirming a user")?)),
+        let (failure, err) = match result {
+            Ok(_) => return Ok(true),
+            Err(err) => (redacted(DYNAMODB, &err), err.into_service_error()),
+        };
+        let TransactWriteItemsError::TransactionCanceledException(canceled) = &err else {
+            return Err(failure.context("erasing a user"));
+        };
+        let conditions_only = canceled
+            .cancellation_reasons()
+            .iter()
+            .all(|r| matches!(r.code(), Some("ConditionalCheckFailed") | Some("None") | None));
+        if conditions_only {
+            Ok(false)
+        } else {
+            Err(failure.context(format!("erasing a user (cancelled: {})", reason_codes(canceled))))
         }
     }
 }
@@ -569,6 +642,7 @@ pub(crate) fn user_from_item(item: &Item) -> anyhow::Result<User> {
         confirmed_at: time("confirmed_at")?,
         cooldown_until: time("cooldown_until")?,
         last_mail_sent_at: time("last_mail_sent_at")?,
+        delivery: text("delivery")?.and_then(DeliveryState::parse).unwrap_or_default(),
     })
 }
 

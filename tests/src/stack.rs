@@ -188,7 +188,11 @@ pub const FUNCTIONS: &[FunctionSpec] = &[
     function!("backendless-app-info", run_http, Http, mailconfirm::contracts::backendless_info::AppInfo),
     function!("tennpay-send-confirmation", run_http, Http, mailconfirm::contracts::tennpay::SendConfirmation),
     function!("mastodon-resend-confirmation", run_http, Http, mailconfirm::contracts::mastodon::ResendConfirmation),
+    function!("mastodon-check-confirmation", run_http, Http, mailconfirm::contracts::mastodon::CheckConfirmation),
     function!("confirm-page", run_http, Http, mailconfirm::confirm_page::ConfirmPage),
+    function!("service-get-user", run_http, Http, mailconfirm::contracts::service::GetUser),
+    function!("service-confirm-user", run_http, Http, mailconfirm::contracts::service::ConfirmUser),
+    function!("service-delete-user", run_http, Http, mailconfirm::contracts::service::DeleteUser),
     function!("signup-events", run_sqs, Sqs, mailconfirm::signup_events::SignUpConsumer),
     function!("change-events", run_stream, Stream, mailconfirm::app_events::ChangeStreamConsumer),
 ];

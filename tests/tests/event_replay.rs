@@ -91,6 +91,18 @@ async fn the_sam_local_events_replay_the_whole_flow() {
     assert_eq!((status, body["code"].as_u64()), (400, Some(3102)));
     let (status, body) = replay(&stack, "mastodon-resend-confirmation", "mastodon-resend-confirmation.json").await;
     assert_eq!(status, 403, "{body}");
+    let (status, body) = replay(&stack, "mastodon-check-confirmation", "mastodon-check-confirmation.json").await;
+    assert_eq!((status, body), (200, Value::Bool(true)));
+
+    // The app's backend: status, a confirmation that changes nothing, then erasure.
+    let (status, body) = replay(&stack, "service-get-user", "service-get-user.json").await;
+    assert_eq!((status, body["status"].as_str(), body["delivery"].as_str()), (200, Some("confirmed"), Some("ok")));
+    let (status, again) = replay(&stack, "service-confirm-user", "service-confirm-user.json").await;
+    assert_eq!((status, &again["confirmed_at"]), (200, &body["confirmed_at"]));
+    let (status, _) = replay(&stack, "service-delete-user", "service-delete-user.json").await;
+    assert_eq!(status, 204);
+    let (status, body) = replay(&stack, "service-get-user", "service-get-user.json").await;
+    assert_eq!((status, body["status"].as_u64()), (404, Some(404)));
 }
 
 #[test]

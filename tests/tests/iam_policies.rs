@@ -141,6 +141,18 @@ async fn each_policy_grants_exactly_the_aws_actions_its_function_calls() {
     assert_eq!(confirmed.status(), 200);
     assert_eq!(stack.stored_status(&unmailed_d).await.as_deref(), Some("ENABLED"));
 
+    // mastodon-check-confirmation, and the service routes: status, confirm, delete.
+    let reader = mailconfirm_local::server::mint_access_token(json!({ "sub": unmailed_d, "scope": "read" }));
+    let checked =
+        stack.http.get(stack.url("/api/v1/emails/check_confirmation")).bearer_auth(reader).send().await.unwrap();
+    assert_eq!(checked.status(), 200);
+    let admin = mailconfirm_local::server::mint_access_token(json!({ "sub": "svc", "roles": ["mailconfirm-admin"] }));
+    let user = stack.url(&format!("/v1/users/{unmailed_b}"));
+    assert_eq!(stack.http.get(&user).bearer_auth(&admin).send().await.unwrap().status(), 200);
+    let confirm = stack.http.post(format!("{user}/confirm")).bearer_auth(&admin).send().await.unwrap();
+    assert_eq!(confirm.status(), 200);
+    assert_eq!(stack.http.delete(&user).bearer_auth(&admin).send().await.unwrap().status(), 204);
+
     // change-events: the stream of everything above, published.
     assert!(!stack.events().await.is_empty());
 

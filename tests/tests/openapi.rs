@@ -534,6 +534,26 @@ async fn real_responses_have_documented_statuses_and_bodies_that_match_their_sch
     let off = press(&quiet, vec![("token", expired.clone()), ("action", "send-new-link".to_owned())]).await.unwrap();
     statuses(&mut answered, "ask for a new link with mail off", checker.check("POST", off).await.0);
 
+    // ---------- mailconfirm's service routes and Mastodon's check_confirmation ----------
+    let (served, _) = quiet.signed_up_user(None).await;
+    let admin = mailconfirm_local::server::mint_access_token(json!({ "sub": "svc", "roles": ["mailconfirm-admin"] }));
+    let reader = mailconfirm_local::server::mint_access_token(json!({ "sub": served, "scope": "read" }));
+    for (method, path, token, label) in [
+        ("GET", format!("/v1/users/{served}"), admin.clone(), "service status"),
+        ("GET", "/v1/users/nobody-here".to_owned(), admin.clone(), "service status of no user"),
+        ("GET", format!("/v1/users/{served}"), reader.clone(), "service status without admin"),
+        ("GET", "/api/v1/emails/check_confirmation".to_owned(), reader.clone(), "check confirmation"),
+        ("GET", "/api/v1/emails/check_confirmation".to_owned(), admin.clone(), "check confirmation without read"),
+        ("POST", format!("/v1/users/{served}/confirm"), admin.clone(), "service confirm"),
+        ("POST", format!("/v1/users/{served}/confirm"), "broken".to_owned(), "service confirm without a token"),
+        ("DELETE", format!("/v1/users/{served}"), admin.clone(), "service delete"),
+        ("DELETE", format!("/v1/users/{served}"), admin.clone(), "service delete again"),
+    ] {
+        let request = http.request(method.parse().unwrap(), stack.url(&path)).bearer_auth(token);
+        let (status, _) = checker.check(method, request.send().await.unwrap()).await;
+        statuses(&mut answered, label, status);
+    }
+
     // ---------- Keys that cannot be fetched ----------
     // The identity provider is down: every route that reads an access token answers its 503.
     let keyless = TestStack::start_with(|env| {
@@ -605,6 +625,15 @@ async fn real_responses_have_documented_statuses_and_bodies_that_match_their_sch
         ("app info without keys", 503),
         ("10npay without keys", 503),
         ("mastodon without keys", 503),
+        ("service status", 200),
+        ("service status of no user", 404),
+        ("service status without admin", 403),
+        ("check confirmation", 200),
+        ("check confirmation without read", 403),
+        ("service confirm", 200),
+        ("service confirm without a token", 401),
+        ("service delete", 204),
+        ("service delete again", 404),
     ]
     .into_iter()
     .collect();

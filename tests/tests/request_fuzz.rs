@@ -84,6 +84,8 @@ enum Contract {
     Tennpay,
     Mastodon,
     ConfirmPage,
+    /// mailconfirm's own service routes: RFC 9457 problem details.
+    Service,
 }
 
 impl Contract {
@@ -93,6 +95,7 @@ impl Contract {
             Some("backendless") => Contract::Backendless,
             Some("tennpay") => Contract::Tennpay,
             Some("mastodon") => Contract::Mastodon,
+            Some("service") => Contract::Service,
             _ if binary == "confirm-page" => Contract::ConfirmPage,
             _ => panic!("no contract for {binary}"),
         }
@@ -445,6 +448,11 @@ fn violation(
                 && body["traceId"].is_string()
                 && (status != 400 || body["errors"].as_object().is_some_and(|e| !e.is_empty()));
             if ok { Ok(()) } else { Err(format!("not problem details: {body}")) }
+        }),
+        Contract::Service => json_of("application/problem+json").and_then(|body| {
+            let ok = keys(&body) == ["detail", "status", "title", "type"] && body["status"] == status;
+            let challenge = status != 401 || headers.get("www-authenticate").is_some();
+            if ok && challenge { Ok(()) } else { Err(format!("not service problem details: {body}")) }
         }),
         Contract::ConfirmPage => {
             let html = content_type.starts_with("text/html") && (head || body.starts_with(b"<!DOCTYPE html>"));

@@ -260,7 +260,7 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
-    use crate::domain::{EmailAddress, UnixTime, UserId};
+    use crate::domain::{DeliveryState, EmailAddress, UnixTime, UserId};
     use crate::link_token::VerifiedLink;
     use crate::usecases::Failure;
 
@@ -275,6 +275,7 @@ mod tests {
             confirmed_at: None,
             cooldown_until: None,
             last_mail_sent_at: None,
+            delivery: DeliveryState::Ok,
         }
     }
 

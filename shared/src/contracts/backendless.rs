@@ -10,7 +10,7 @@ use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::access_token::{AccessTokenError, AccessTokenVerifier, bearer_token};
+use crate::access_token::{AccessTokenError, AccessTokenVerifier, AdminPolicy, bearer_token};
 use crate::config::{self, ConfigError, Source};
 use crate::contracts::{header, json_response, path_param, source_ip};
 use crate::domain::{Identity, IdentityAttribute, Throttled, UnixTime, client_subject};
@@ -298,18 +298,14 @@ impl HttpHandler for ResendConfirmation {
 /// Who may create confirmation URLs: a token with the configured admin role or scope.
 pub struct AdminAccess {
     verifier: AccessTokenVerifier,
-    /// `ADMIN_ROLE`, looked for in the `roles` claim.
-    role: String,
-    /// `ADMIN_SCOPE`, looked for in `scope`/`scp`.
-    scope: String,
+    policy: AdminPolicy,
 }
 
 impl AdminAccess {
     pub fn from_config(source: &dyn Source, clock: Arc<dyn Clock>) -> Result<Self, ConfigError> {
         Ok(Self {
             verifier: AccessTokenVerifier::from_config(source, clock)?,
-            role: config::optional(source, "ADMIN_ROLE").unwrap_or_else(|| "mailconfirm-admin".to_owned()),
-            scope: config::optional(source, "ADMIN_SCOPE").unwrap_or_else(|| "mailconfirm:admin".to_owned()),
+            policy: AdminPolicy::from_config(source),
         })
     }
 
@@ -319,8 +315,7 @@ impl AdminAccess {
             .or_else(|| bearer_token(request.headers()))
             .ok_or(ErrorCode::NotAuthenticated)?;
         let principal = self.verifier.verify(token).await.map_err(ErrorCode::from)?;
-        let admin = principal.roles.contains(&self.role) || principal.scopes.contains(&self.scope);
-        if admin { Ok(()) } else { Err(ErrorCode::NotPermitted) }
+        if self.policy.allows(&principal) { Ok(()) } else { Err(ErrorCode::NotPermitted) }
     }
 }
 

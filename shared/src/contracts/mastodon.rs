@@ -12,9 +12,10 @@ use serde_json::{Value, json};
 use crate::access_token::{AccessTokenError, AccessTokenVerifier, Principal};
 use crate::config::{self, ConfigError};
 use crate::contracts::{form_field, header, json_response, query_param, source_ip};
-use crate::domain::{ClientId, EmailAddress, Throttle, ThrottleRule, UnixTime, client_subject};
+use crate::domain::{ClientId, EmailAddress, Throttle, ThrottleRule, UnixTime, UserStatus, client_subject};
 use crate::ports::Clock;
 use crate::usecases::Failure;
+use crate::usecases::admin::{AdminError, UserLookup};
 use crate::usecases::client_resend::{ClientResend, ClientResendError};
 use crate::wiring::{HttpHandler, Wiring};
 
@@ -221,6 +222,49 @@ impl HttpHandler for ResendConfirmation {
     async fn handle(&self, request: Request) -> Response<Body> {
         match self.resend(&request, self.clock.now()).await {
             Ok(()) => json_response(StatusCode::OK, &json!({})),
+            Err(refusal) => refusal.response(),
+        }
+    }
+}
+
+/// `GET /api/v1/emails/check_confirmation`: `true` once the token's user has confirmed, else
+/// `false`, for a token with `read` or `read:accounts` (Mastodon 4.3's `EmailsController`).
+pub struct CheckConfirmation {
+    access: AccessTokenVerifier,
+    users: UserLookup,
+}
+
+impl CheckConfirmation {
+    pub fn from_config(w: &Wiring<'_>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            access: AccessTokenVerifier::from_config(w.config, w.clock.clone())?,
+            users: UserLookup::new(w.store()?),
+        })
+    }
+
+    async fn check(&self, request: &Request) -> Result<bool, Refusal> {
+        let principal = self.access.authenticate(request.headers()).await.map_err(|err| match err {
+            AccessTokenError::Expired => Refusal::TokenExpired,
+            AccessTokenError::Missing | AccessTokenError::Invalid => Refusal::TokenInvalid,
+            AccessTokenError::KeysUnavailable => Refusal::KeysUnavailable,
+        })?;
+        if !principal.scopes.iter().any(|s| s == "read" || s == "read:accounts") {
+            return Err(Refusal::OutsideScopes);
+        }
+        match self.users.user(&principal.user_id).await {
+            Ok(user) => Ok(user.status == UserStatus::Enabled),
+            // Mastodon revokes the tokens of a user that is gone.
+            Err(AdminError::UserNotFound) => Err(Refusal::TokenInvalid),
+            Err(AdminError::Failed(failure)) => Err(Refusal::Internal(failure)),
+        }
+    }
+}
+
+#[async_trait]
+impl HttpHandler for CheckConfirmation {
+    async fn handle(&self, request: Request) -> Response<Body> {
+        match self.check(&request).await {
+            Ok(confirmed) => json_response(StatusCode::OK, &confirmed),
             Err(refusal) => refusal.response(),
         }
     }

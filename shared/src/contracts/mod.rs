@@ -4,6 +4,7 @@
 pub mod backendless;
 pub mod backendless_info;
 pub mod mastodon;
+pub mod service;
 pub mod singularity;
 pub mod tennpay;
 

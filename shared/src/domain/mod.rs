@@ -13,6 +13,6 @@ pub use locale::{Locale, LocaleNegotiation};
 pub use throttle::RequestLog;
 pub use throttle::{Throttle, ThrottleRule, Throttled, client_subject};
 pub use user::{
-    ClientId, ConfirmMethod, ConfirmedBy, Identity, IdentityAttribute, SendRequirements, SignUp, User, UserId,
-    UserStatus,
+    ClientId, ConfirmMethod, ConfirmedBy, DeliveryState, Identity, IdentityAttribute, SendRequirements, SignUp, User,
+    UserId, UserStatus,
 };

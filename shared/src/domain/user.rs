@@ -156,6 +156,34 @@ pub struct User {
     pub cooldown_until: Option<UnixTime>,
     /// When the mail service last accepted a confirmation mail for this user.
     pub last_mail_sent_at: Option<UnixTime>,
+    /// Whether mail to the current address arrives, as SES's feedback last said.
+    pub delivery: DeliveryState,
+}
+
+/// What SES's feedback says of a user's current address: a hard bounce or a complaint stops
+/// every confirmation mail to it until the address changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeliveryState {
+    #[default]
+    Ok,
+    Bounced,
+    Complained,
+}
+
+impl DeliveryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Ok => "ok",
+            DeliveryState::Bounced => "bounced",
+            DeliveryState::Complained => "complained",
+        }
+    }
+
+    pub fn parse(stored: &str) -> Option<Self> {
+        [DeliveryState::Ok, DeliveryState::Bounced, DeliveryState::Complained]
+            .into_iter()
+            .find(|d| d.as_str() == stored)
+    }
 }
 
 impl User {
@@ -171,6 +199,7 @@ impl User {
             confirmed_at: None,
             cooldown_until: None,
             last_mail_sent_at: None,
+            delivery: DeliveryState::Ok,
         }
     }
 }
@@ -316,6 +345,7 @@ mod tests {
             confirmed_at: None,
             cooldown_until: cooldown_until.map(UnixTime),
             last_mail_sent_at: None,
+            delivery: DeliveryState::Ok,
         }
     }
 

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::anyhow;
 use async_trait::async_trait;
 
+use crate::domain::DeliveryState;
 use crate::domain::user::SendRefusal;
 use crate::domain::{
     AddressTag, EmailAddress, RequestLog, SendRequirements, SignUp, Throttle, Throttled, UnixTime, User, UserId,
@@ -91,6 +92,7 @@ impl UserRegistry for MemoryStore {
             confirmed_at: None,
             cooldown_until: first_mail_until,
             last_mail_sent_at: None,
+            delivery: DeliveryState::Ok,
         };
         users.insert(user.id.as_str().to_owned(), user.clone());
         let claim = first_mail_until.map(|until| Claim {
@@ -191,6 +193,38 @@ impl Confirmations for MemoryStore {
         user.status = UserStatus::Enabled;
         user.confirmed_at = Some(now);
         Ok(Ok(user.clone()))
+    }
+
+    async fn confirm_without_link(
+        &self,
+        user_id: &UserId,
+        now: UnixTime,
+        _by: &crate::domain::ConfirmedBy,
+    ) -> anyhow::Result<Result<User, Option<User>>> {
+        self.check()?;
+        let mut users = self.users.lock().unwrap();
+        let Some(user) = users.get_mut(user_id.as_str()) else { return Ok(Err(None)) };
+        if user.status != UserStatus::EmailConfirmationPending {
+            return Ok(Err(Some(user.clone())));
+        }
+        user.status = UserStatus::Enabled;
+        user.confirmed_at = Some(now);
+        Ok(Ok(user.clone()))
+    }
+}
+
+#[async_trait]
+impl crate::ports::UserEraser for MemoryStore {
+    async fn erase(&self, user: &User) -> anyhow::Result<bool> {
+        self.check()?;
+        let mut users = self.users.lock().unwrap();
+        match users.get(user.id.as_str()) {
+            Some(stored) if stored.email.normalized() == user.email.normalized() => {
+                users.remove(user.id.as_str());
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The use cases, one module each, each with its own error type and only the ports it uses.
 //! Contracts map these outcomes to HTTP; the use cases know nothing of HTTP.
 
+pub mod admin;
 pub mod client_resend;
 pub mod confirm;
 pub mod cooldown_status;
@@ -98,4 +99,5 @@ failure_variant!(
     crate::usecases::cooldown_status::CooldownStatusError,
     crate::usecases::signup::SignUpError,
     crate::usecases::throttle::ThrottleError,
+    crate::usecases::admin::AdminError,
 );
