@@ -163,12 +163,58 @@ def stream_event() -> dict:
     }
 
 
+def ses_bounce(address: str, bounce_type: str = "Permanent") -> dict:
+    return {
+        "eventType": "Bounce",
+        "bounce": {
+            "feedbackId": "0100018c-bounce-feedback",
+            "bounceType": bounce_type,
+            "bounceSubType": "General",
+            "bouncedRecipients": [
+                {"emailAddress": address, "action": "failed", "status": "5.1.1", "diagnosticCode": "smtp; 550 5.1.1 user unknown"}
+            ],
+            "timestamp": "2026-01-01T00:02:00.000Z",
+            "reportingMTA": "dsn; a8-1.smtp-out.amazonses.com",
+        },
+        "mail": {
+            "timestamp": "2026-01-01T00:01:59.000Z",
+            "source": "no-reply@mailconfirm.example.com",
+            "messageId": "0100018c-message-id",
+            "destination": [address],
+        },
+    }
+
+
+def sns_event(message: dict) -> dict:
+    # What SNS hands a subscribed function: the SES notification as the JSON text of `Message`.
+    return {
+        "Records": [
+            {
+                "EventSource": "aws:sns",
+                "EventVersion": "1.0",
+                "EventSubscriptionArn": "arn:aws:sns:us-east-1:123456789012:MailFeedbackTopic:6f1c4c52-sub",
+                "Sns": {
+                    "Type": "Notification",
+                    "MessageId": "95df01b4-ee98-5cb9-9903-4c221d41eb5e",
+                    "TopicArn": "arn:aws:sns:us-east-1:123456789012:MailFeedbackTopic",
+                    "Subject": None,
+                    "Message": json.dumps(message),
+                    "Timestamp": "2026-01-01T00:02:00.000Z",
+                    "SignatureVersion": "1",
+                    "MessageAttributes": {},
+                },
+            }
+        ]
+    }
+
+
 def main() -> None:
     bearer = {"authorization": f"Bearer {access_token()}"}
     admin_bearer = {"authorization": f"Bearer {access_token(sub='backend-service', roles=['mailconfirm-admin'])}"}
     events = {
         "signup-events.json": sqs_event(),
         "change-events.json": stream_event(),
+        "mail-feedback.json": sns_event(ses_bounce(EMAIL)),
         "singularity-send-verification.json": http_event("POST", "/api/auth/email/verification/send", {"locale": "en"}, bearer),
         "singularity-verification-cooldown.json": http_event("GET", "/api/auth/email/verification/cooldown", None, bearer),
         "singularity-verify-email.json": http_event("POST", "/api/auth/email/verification", {"token": link_token()}),

@@ -13,6 +13,7 @@ pub mod contracts;
 pub mod domain;
 pub mod link_token;
 pub mod mail;
+pub mod mail_feedback;
 pub mod metrics;
 pub mod pacing;
 pub mod ports;
@@ -22,7 +23,7 @@ pub mod telemetry;
 pub mod usecases;
 pub mod wiring;
 
-pub use wiring::{HttpHandler, SqsHandler, StreamHandler, Wiring, run_http, run_sqs, run_stream};
+pub use wiring::{HttpHandler, SnsHandler, SqsHandler, StreamHandler, Wiring, run_http, run_sns, run_sqs, run_stream};
 
 /// Structured logs as Lambda's advanced logging controls ask for (`AWS_LAMBDA_LOG_FORMAT`).
 pub fn init_telemetry() {

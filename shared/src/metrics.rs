@@ -24,6 +24,10 @@ pub enum Metric {
     CooldownRefusals,
     /// An address confirmed.
     Confirmations,
+    /// A hard bounce recorded on a user.
+    MailsBounced,
+    /// A complaint recorded on a user.
+    MailsComplained,
     /// An event the bus took.
     EventsPublished,
     /// A batch of the change stream left to be retried because an event was not taken.
@@ -39,6 +43,8 @@ impl Metric {
             Metric::Throttled => "Throttled",
             Metric::CooldownRefusals => "CooldownRefusals",
             Metric::Confirmations => "Confirmations",
+            Metric::MailsBounced => "MailsBounced",
+            Metric::MailsComplained => "MailsComplained",
             Metric::EventsPublished => "EventsPublished",
             Metric::EventsFailed => "EventsFailed",
         }

@@ -168,6 +168,31 @@ pub trait Confirmations: Send + Sync {
     ) -> anyhow::Result<Result<User, Option<User>>>;
 }
 
+/// What SES reported of one recipient that makes the address undeliverable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryReport {
+    /// `Bounced` or `Complained`.
+    pub state: crate::domain::DeliveryState,
+    /// SES's `bounceType` (`Permanent`), or none for a complaint.
+    pub kind: Option<String>,
+    /// SES's `bounceSubType`, or the complaint's `complaintFeedbackType`.
+    pub sub_kind: Option<String>,
+}
+
+/// Records SES's feedback on users.
+#[async_trait]
+pub trait DeliveryFeedback: Send + Sync {
+    /// Marks the user undeliverable in one conditional write, if `address` is still its address
+    /// and nothing was recorded before; `false` when the write changed nothing.
+    async fn mark_undeliverable(
+        &self,
+        user_id: &UserId,
+        address: &EmailAddress,
+        report: &DeliveryReport,
+        now: UnixTime,
+    ) -> anyhow::Result<bool>;
+}
+
 /// Erases users.
 #[async_trait]
 pub trait UserEraser: Send + Sync {

@@ -26,8 +26,8 @@ use crate::domain::{
     ThrottleRule, Throttled, UnixTime, User, UserId, UserStatus,
 };
 use crate::ports::{
-    AddressChangeRefusal, Claim, ClaimCondition, ClaimId, Confirmations, CreateOutcome, RequestCounters, SendClaims,
-    UserEraser, UserReader, UserRegistry,
+    AddressChangeRefusal, Claim, ClaimCondition, ClaimId, Confirmations, CreateOutcome, DeliveryFeedback,
+    DeliveryReport, RequestCounters, SendClaims, UserEraser, UserReader, UserRegistry,
 };
 
 type Item = HashMap<String, AttributeValue>;
@@ -180,7 +180,8 @@ impl UserRegistry for DynamoStore {
             .table_name(&self.table)
             .key("pk", user_key(&user.id))
             .update_expression(
-                "SET email = :typed, email_normalized = :normalized, address_tag = :tag, updated_at = :now REMOVE cooldown_until, claim_id, previous_cooldown_until",
+                // A new address has bounced nothing yet.
+                "SET email = :typed, email_normalized = :normalized, address_tag = :tag, updated_at = :now REMOVE cooldown_until, claim_id, previous_cooldown_until, delivery, delivery_type, delivery_sub_type",
             )
             .condition_expression("#status = :pending AND email_normalized = :old")
             .expression_attribute_names("#status", "status")
@@ -257,7 +258,10 @@ impl SendClaims for DynamoStore {
             }
         };
         let id = ClaimId::random();
-        let mut conditions = format!("attribute_exists(pk) AND #status = :pending AND {cooldown_condition}");
+        // Deliverability before the cooldown, as `SendRefusal::decide` orders them.
+        let mut conditions = format!(
+            "attribute_exists(pk) AND #status = :pending AND (attribute_not_exists(delivery) OR delivery = :deliverable) AND {cooldown_condition}"
+        );
         let mut request = self.aws.dynamodb().await.update_item();
         if let Some(client) = requirements.client {
             conditions.push_str(" AND client_id = :client");
@@ -281,6 +285,7 @@ impl SendClaims for DynamoStore {
             .expression_attribute_values(":now", number(now.0))
             .expression_attribute_values(":until", number(until.0))
             .expression_attribute_values(":none", number(NO_COOLDOWN))
+            .expression_attribute_values(":deliverable", AttributeValue::S(DeliveryState::Ok.as_str().into()))
             .expression_attribute_values(":claim", AttributeValue::S(id.as_str().into()))
             .return_values(ReturnValue::AllOld)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
@@ -422,6 +427,46 @@ fn confirmed(
             Ok(Ok(user_from_item(item)?))
         }
         Err(err) => Ok(Err(seen_on_refusal(err, "confirming a user")?)),
+    }
+}
+
+#[async_trait]
+impl DeliveryFeedback for DynamoStore {
+    async fn mark_undeliverable(
+        &self,
+        user_id: &UserId,
+        address: &EmailAddress,
+        report: &DeliveryReport,
+        now: UnixTime,
+    ) -> anyhow::Result<bool> {
+        let mut set = "SET delivery = :state, updated_at = :now".to_owned();
+        let mut request = self.aws.dynamodb().await.update_item();
+        for (attribute, value) in [("delivery_type", &report.kind), ("delivery_sub_type", &report.sub_kind)] {
+            if let Some(value) = value {
+                set.push_str(&format!(", {attribute} = :{attribute}"));
+                request =
+                    request.expression_attribute_values(format!(":{attribute}"), AttributeValue::S(value.clone()));
+            }
+        }
+        let result = request
+            .table_name(&self.table)
+            .key("pk", user_key(user_id))
+            .update_expression(set)
+            // Only the address it was sent to, and only once: a later report changes nothing.
+            .condition_expression(
+                "email_normalized = :address AND (attribute_not_exists(delivery) OR delivery = :deliverable)",
+            )
+            .expression_attribute_values(":state", AttributeValue::S(report.state.as_str().into()))
+            .expression_attribute_values(":address", AttributeValue::S(address.normalized().into()))
+            .expression_attribute_values(":deliverable", AttributeValue::S(DeliveryState::Ok.as_str().into()))
+            .expression_attribute_values(":now", number(now.0))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) if is_condition_failure(&err) => Ok(false),
+            Err(err) => Err(redacted(DYNAMODB, &err).context("recording a bounce or complaint")),
+        }
     }
 }
 

@@ -62,6 +62,13 @@ pub trait StreamHandler: Send + Sync {
     async fn handle(&self, event: crate::app_events::StreamEvent) -> crate::app_events::StreamBatchResponse;
 }
 
+/// A function SNS invokes (asynchronously): an error has Lambda try the event again, twice,
+/// then park it in the function's dead-letter queue.
+#[async_trait]
+pub trait SnsHandler: Send + Sync {
+    async fn handle(&self, event: crate::mail_feedback::SnsEvent) -> anyhow::Result<()>;
+}
+
 /// Builds a handler from the environment, after the settings every function reads outside its
 /// own configuration (the AWS clients' time budget).
 fn build_checked<H>(build: impl FnOnce(&Wiring<'_>) -> Result<H, ConfigError>) -> Result<H, ConfigError> {
@@ -109,6 +116,25 @@ pub async fn run_stream<H: StreamHandler>(
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: LambdaEvent<crate::app_events::StreamEvent>| async move {
             Ok::<_, lambda_http::Error>(handler.handle(event.payload).await)
+        },
+    ))
+    .await
+}
+
+/// Runs an SNS subscriber, as [`run_http`] runs an HTTP function.
+pub async fn run_sns<H: SnsHandler>(
+    build: impl FnOnce(&Wiring<'_>) -> Result<H, ConfigError>,
+) -> Result<(), lambda_http::Error> {
+    use lambda_http::lambda_runtime::{self, LambdaEvent};
+    crate::init_telemetry();
+    let handler = crate::configure(|| build_checked(build));
+    let handler = &handler;
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: LambdaEvent<crate::mail_feedback::SnsEvent>| async move {
+            handler
+                .handle(event.payload)
+                .await
+                .map_err(|_| lambda_http::Error::from("feedback not recorded; see the log"))
         },
     ))
     .await

@@ -130,6 +130,18 @@ impl TestStack {
             .collect()
     }
 
+    /// SES's notification of a bounce (`Permanent` or `Transient`) or, with `None`, a complaint
+    /// for `email`, delivered through the feedback function as SNS would.
+    pub async fn ses_feedback(&self, email: &str, bounce_type: Option<&str>) {
+        let notification = match bounce_type {
+            Some(kind) => json!({ "eventType": "Bounce", "bounce": { "bounceType": kind, "bounceSubType": "General",
+                "bouncedRecipients": [{ "emailAddress": email }] }, "mail": { "destination": [email] } }),
+            None => json!({ "eventType": "Complaint", "complaint": { "complaintFeedbackType": "abuse",
+                "complainedRecipients": [{ "emailAddress": email }] }, "mail": { "destination": [email] } }),
+        };
+        self.api.post_ses_feedback(notification.to_string().as_bytes()).await.expect("the feedback recorded");
+    }
+
     /// Publishes a sign-up event through the sign-up function.
     pub async fn sign_up(&self, event: Value) -> SqsBatchResponse {
         self.api.publish_sign_up(&event).await

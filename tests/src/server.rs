@@ -41,6 +41,8 @@ pub struct LocalApi {
     pub stream: Arc<StreamPoller>,
     /// The bus the change-events function publishes to.
     pub event_bus: String,
+    /// The subscriber of SES's feedback topic.
+    pub mail_feedback: Arc<dyn mailconfirm::SnsHandler>,
 }
 
 impl LocalApi {
@@ -65,7 +67,20 @@ impl LocalApi {
             http,
             stream,
             event_bus,
+            mail_feedback: functions.mail_feedback.clone(),
         })
+    }
+
+    /// Delivers an SES notification (the JSON SES publishes) as SNS would: as the `Message`
+    /// of one record, to the feedback function.
+    pub async fn post_ses_feedback(&self, notification: &[u8]) -> anyhow::Result<()> {
+        let message = String::from_utf8_lossy(notification).into_owned();
+        let event = json!({ "Records": [{
+            "EventSource": "aws:sns",
+            "EventVersion": "1.0",
+            "Sns": { "Type": "Notification", "MessageId": uuid_like(), "TopicArn": "arn:aws:sns:us-east-1:123456789012:MailFeedbackTopic", "Message": message }
+        }] });
+        self.mail_feedback.handle(serde_json::from_value(event)?).await
     }
 
     /// Delivers the table's stream so far, then answers what reached the bus, in publish order.
@@ -201,6 +216,10 @@ impl LocalApi {
                     Err(err) => json_reply(500, &json!({"message": format!("could not read {OPENAPI_PATH}: {err}")})),
                 }
             }
+            ("POST", "/_local/ses-feedback") => match self.post_ses_feedback(&request.body).await {
+                Ok(()) => json_reply(200, &json!({ "recorded": true })),
+                Err(err) => json_reply(500, &json!({ "message": format!("the feedback function failed: {err:#}") })),
+            },
             ("GET", "/_local/events.json") => match self.events().await {
                 Ok(events) => json_reply(200, &json!({ "events": events })),
                 Err(err) => json_reply(502, &json!({"message": format!("could not read the events: {err:#}")})),
@@ -282,6 +301,7 @@ impl LocalApi {
              <li><code>GET /_local/users/&lt;id&gt;</code> — a user as stored (status, address, language)</li>\
              <li><a href=\"/_local/openapi.json\">/_local/openapi.json</a> — the OpenAPI description of the routes</li>\
              <li><a href=\"/_local/inbox\">/_local/inbox</a> and <a href=\"/_local/inbox.json\">/_local/inbox.json</a> — the mail sent</li>\
+             <li><code>POST /_local/ses-feedback</code> — post an SES bounce or complaint notification through the feedback function</li>\
              <li><a href=\"/_local/events.json\">/_local/events.json</a> — the events published to EventBridge</li>\
              </ul></body></html>"
         )

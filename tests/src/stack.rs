@@ -21,7 +21,7 @@ use mailconfirm::config::ConfigError;
 use mailconfirm::domain::UnixTime;
 use mailconfirm::ports::Clock;
 use mailconfirm::store::DynamoStore;
-use mailconfirm::{HttpHandler, SqsHandler, StreamHandler, Wiring};
+use mailconfirm::{HttpHandler, SnsHandler, SqsHandler, StreamHandler, Wiring};
 use serde_json::Value;
 
 use crate::gateway::Gateway;
@@ -141,6 +141,7 @@ pub enum Constructor {
     Http(fn(&Wiring<'_>) -> Result<Arc<dyn HttpHandler>, ConfigError>),
     Sqs(fn(&Wiring<'_>) -> Result<Arc<dyn SqsHandler>, ConfigError>),
     Stream(fn(&Wiring<'_>) -> Result<Arc<dyn StreamHandler>, ConfigError>),
+    Sns(fn(&Wiring<'_>) -> Result<Arc<dyn SnsHandler>, ConfigError>),
 }
 
 /// One function of the project.
@@ -195,6 +196,7 @@ pub const FUNCTIONS: &[FunctionSpec] = &[
     function!("service-delete-user", run_http, Http, mailconfirm::contracts::service::DeleteUser),
     function!("signup-events", run_sqs, Sqs, mailconfirm::signup_events::SignUpConsumer),
     function!("change-events", run_stream, Stream, mailconfirm::app_events::ChangeStreamConsumer),
+    function!("mail-feedback", run_sns, Sns, mailconfirm::mail_feedback::MailFeedbackConsumer),
 ];
 
 /// A clock the tests move instead of sleeping: the system's time plus an offset.
@@ -222,6 +224,8 @@ pub struct Functions {
     pub sign_up: Arc<dyn SqsHandler>,
     /// The consumer of the table's change stream.
     pub change_events: Arc<dyn StreamHandler>,
+    /// The subscriber of SES's feedback topic.
+    pub mail_feedback: Arc<dyn SnsHandler>,
     /// The table as the functions see it, for the local tools that read users.
     pub store: Arc<DynamoStore>,
     pub operations: BTreeMap<String, OperationRecorder>,
@@ -242,6 +246,7 @@ impl Functions {
         let mut http = BTreeMap::new();
         let mut sqs = BTreeMap::new();
         let mut streams = BTreeMap::new();
+        let mut topics = BTreeMap::new();
         for function in FUNCTIONS {
             let recorder = OperationRecorder::default();
             operations.insert(function.binary.to_owned(), recorder.clone());
@@ -261,12 +266,16 @@ impl Functions {
                 Constructor::Stream(build) => {
                     streams.insert(function.binary.to_owned(), build(&wiring)?);
                 }
+                Constructor::Sns(build) => {
+                    topics.insert(function.binary.to_owned(), build(&wiring)?);
+                }
             }
         }
         let sign_up = sqs.remove("signup-events").context("no sign-up consumer")?;
         let change_events = streams.remove("change-events").context("no change-stream consumer")?;
         let store = Wiring::new(env, Arc::new(AwsClients::new()), clock).store()?;
-        Ok(Self { http, sign_up, change_events, store, operations })
+        let mail_feedback = topics.remove("mail-feedback").context("no feedback subscriber")?;
+        Ok(Self { http, sign_up, change_events, mail_feedback, store, operations })
     }
 
     pub fn gateway(&self, template: &Template) -> anyhow::Result<Gateway> {

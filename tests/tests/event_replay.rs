@@ -120,6 +120,19 @@ fn every_function_has_an_event_file_and_every_event_file_a_function() {
     assert_eq!(binaries, events);
 }
 
+/// mail-feedback.json: SES's hard bounce for user-123's address, as SNS delivers it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_feedback_event_marks_the_address_undeliverable() {
+    let stack = TestStack::start().await;
+    let sqs: SqsEvent = serde_json::from_value(event("signup-events.json")).unwrap();
+    assert!(stack.api.sign_up.handle(sqs).await.batch_item_failures.is_empty());
+    let feedback = serde_json::from_value(event("mail-feedback.json")).unwrap();
+    stack.api.mail_feedback.handle(feedback).await.unwrap();
+    let user = stack.stored_user("user-123").await.unwrap();
+    assert_eq!(user["delivery"].as_s().unwrap(), "bounced");
+    assert_eq!(user["delivery_type"].as_s().unwrap(), "Permanent");
+}
+
 /// change-events.json: a confirmation and a TTL removal, as the stream delivers them.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_change_stream_event_publishes_its_events() {

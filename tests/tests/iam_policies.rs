@@ -153,6 +153,9 @@ async fn each_policy_grants_exactly_the_aws_actions_its_function_calls() {
     assert_eq!(confirm.status(), 200);
     assert_eq!(stack.http.delete(&user).bearer_auth(&admin).send().await.unwrap().status(), 204);
 
+    // mail-feedback: a bounce for a user's address (a look-up and a write).
+    stack.ses_feedback(&email_d, Some("Permanent")).await;
+
     // change-events: the stream of everything above, published.
     assert!(!stack.events().await.is_empty());
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use mailconfirm::domain::user::SendRefusal;
 use mailconfirm::domain::{ClientId, EmailAddress, SendRequirements, SignUp, UnixTime, User, UserId};
-use mailconfirm::ports::{ClaimCondition, Confirmations, CreateOutcome, SendClaims, UserRegistry};
+use mailconfirm::ports::{ClaimCondition, Confirmations, CreateOutcome, DeliveryFeedback, SendClaims, UserRegistry};
 use mailconfirm::store::DynamoStore;
 use mailconfirm_local::harness::TestStack;
 
@@ -14,7 +14,13 @@ use mailconfirm_local::harness::TestStack;
 #[derive(Debug, Clone, Copy)]
 enum State {
     Missing,
-    Pending { cooldown: Option<i64> },
+    Pending {
+        cooldown: Option<i64>,
+    },
+    /// Pending, with SES's hard bounce recorded for the address.
+    Bounced {
+        cooldown: Option<i64>,
+    },
     Confirmed,
 }
 
@@ -41,6 +47,20 @@ async fn arrange(
                 CreateOutcome::Created { user, .. } => user,
                 other => panic!("{other:?}"),
             }
+        }
+        State::Bounced { cooldown } => {
+            let until = cooldown.map(|offset| UnixTime(now.0 + offset));
+            let CreateOutcome::Created { user, .. } = store.create_pending_user(&sign_up, now, until).await.unwrap()
+            else {
+                panic!("not created")
+            };
+            let report = mailconfirm::ports::DeliveryReport {
+                state: mailconfirm::domain::DeliveryState::Bounced,
+                kind: Some("Permanent".into()),
+                sub_kind: None,
+            };
+            assert!(store.mark_undeliverable(&user.id, &user.email, &report, now).await.unwrap());
+            User { delivery: mailconfirm::domain::DeliveryState::Bounced, ..user }
         }
         State::Confirmed => {
             let CreateOutcome::Created { user, .. } = store.create_pending_user(&sign_up, now, None).await.unwrap()
@@ -74,6 +94,8 @@ async fn the_claims_condition_and_the_pure_rule_agree_for_every_state() {
         State::Pending { cooldown: Some(30) },
         State::Pending { cooldown: Some(-30) },
         State::Pending { cooldown: Some(0) },
+        State::Bounced { cooldown: None },
+        State::Bounced { cooldown: Some(30) },
         State::Confirmed,
     ];
     let other = EmailAddress::parse("someone-else@example.com").unwrap();
@@ -110,5 +132,5 @@ async fn the_claims_condition_and_the_pure_rule_agree_for_every_state() {
             }
         }
     }
-    assert_eq!(compared, 6 * 2 * 3 * 3);
+    assert_eq!(compared, 8 * 2 * 3 * 3);
 }

@@ -38,6 +38,7 @@ fn the_local_stack_builds_each_function_as_its_main_does() {
             Constructor::Http(_) => "run_http",
             Constructor::Sqs(_) => "run_sqs",
             Constructor::Stream(_) => "run_stream",
+            Constructor::Sns(_) => "run_sns",
         };
         assert!(main.contains(&format!("use {handler};")), "{}: imports {handler}", function.binary);
         assert!(

@@ -172,9 +172,10 @@ impl Page {
         match refused {
             ResendError::MailDisabled => Page::MailDisabled,
             ResendError::Failed(_) => Page::TemporaryFailure { retry: Action::SendNewLink },
-            ResendError::UserNotFound | ResendError::AlreadyConfirmed | ResendError::CooldownActive { .. } => {
-                Page::NewLinkRequested
-            }
+            ResendError::UserNotFound
+            | ResendError::AlreadyConfirmed
+            | ResendError::Undeliverable
+            | ResendError::CooldownActive { .. } => Page::NewLinkRequested,
         }
     }
 }

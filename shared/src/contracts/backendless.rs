@@ -30,6 +30,8 @@ pub enum ErrorCode {
     ConfirmationDisabled,
     /// 3104: no user has that identity (also: an identity that cannot be one).
     UserNotFound,
+    /// 3130 (mailconfirm's own code): mail to the address bounced or was reported as spam.
+    Undeliverable,
     /// Too many requests: the user's cooldown or a throttle.
     TooManyRequests { retry_after_seconds: u64 },
     /// 3064: no valid token (missing, or one that does not verify): 401.
@@ -60,6 +62,11 @@ impl ErrorCode {
                 StatusCode::BAD_REQUEST,
                 3104,
                 "Unable to send email confirmation - user account with the email cannot be found.",
+            ),
+            ErrorCode::Undeliverable => (
+                StatusCode::BAD_REQUEST,
+                3130,
+                "Unable to send email confirmation - mail to the address bounced or was reported as spam. Change the address.",
             ),
             ErrorCode::TooManyRequests { .. } => (
                 StatusCode::TOO_MANY_REQUESTS,
@@ -167,6 +174,7 @@ impl Rejection {
             }
             Rejection::Resend(ResendError::AlreadyConfirmed)
             | Rejection::CreateLink(CreateLinkError::AlreadyConfirmed) => ErrorCode::AlreadyConfirmed,
+            Rejection::Resend(ResendError::Undeliverable) => ErrorCode::Undeliverable,
             Rejection::Resend(ResendError::Failed(_)) | Rejection::CreateLink(CreateLinkError::Failed(_)) => {
                 ErrorCode::Internal
             }
@@ -238,7 +246,10 @@ impl Paranoid {
             rejection,
             Rejection::Request(ErrorCode::UserNotFound)
                 | Rejection::Resend(
-                    ResendError::UserNotFound | ResendError::AlreadyConfirmed | ResendError::CooldownActive { .. }
+                    ResendError::UserNotFound
+                        | ResendError::AlreadyConfirmed
+                        | ResendError::Undeliverable
+                        | ResendError::CooldownActive { .. }
                 )
         )
     }

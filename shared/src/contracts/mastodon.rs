@@ -204,6 +204,9 @@ impl ResendConfirmation {
             ClientResendError::NotOwnedByClient => Refusal::NotOwnedByApplication,
             ClientResendError::AlreadyConfirmed => Refusal::NotAwaitingConfirmation,
             ClientResendError::AddressTaken => Refusal::ValidationFailed("Email has already been taken"),
+            ClientResendError::Undeliverable => {
+                Refusal::ValidationFailed("Email bounced or was reported as spam; change the address")
+            }
             ClientResendError::Throttled(throttled) => {
                 Refusal::TooManyRequests { limit: throttled.rule.limit, resets_at: throttled.resets_at }
             }

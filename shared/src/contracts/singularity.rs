@@ -33,6 +33,8 @@ pub enum ErrorCode {
     InvalidRequest,
     UserNotFound,
     EmailAlreadyVerified,
+    /// mailconfirm's own code: mail to the address bounced or was reported as spam: 422.
+    EmailUndeliverable,
     EmailCooldownActive {
         remaining_seconds: u64,
     },
@@ -81,6 +83,12 @@ impl ErrorCode {
                 "EMAIL_ALREADY_VERIFIED",
                 "AlreadyVerified",
                 "The user's email is already verified.",
+            ),
+            EmailUndeliverable => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "EMAIL_UNDELIVERABLE",
+                "Undeliverable",
+                "Mail to the user's email bounced or was reported as spam; no mail is sent until the address changes.",
             ),
             EmailCooldownActive { .. } => (
                 StatusCode::TOO_MANY_REQUESTS,
@@ -186,6 +194,7 @@ impl From<&ResendError> for ErrorCode {
             ResendError::MailDisabled => ErrorCode::EmailDisabled,
             ResendError::UserNotFound => ErrorCode::UserNotFound,
             ResendError::AlreadyConfirmed => ErrorCode::EmailAlreadyVerified,
+            ResendError::Undeliverable => ErrorCode::EmailUndeliverable,
             ResendError::CooldownActive { remaining_seconds } => {
                 ErrorCode::EmailCooldownActive { remaining_seconds: *remaining_seconds }
             }

@@ -173,6 +173,10 @@ pub fn respond(outcome: &Outcome, trace_id: &str) -> Response<Body> {
             tracing::info!("not a pending address of this user; nothing sent");
             no_content(None)
         }
+        Outcome::Resend(AddressedResendError::Undeliverable) => {
+            tracing::info!("the address bounced or complained; nothing sent");
+            no_content(None)
+        }
         Outcome::Resend(AddressedResendError::CooldownActive { remaining_seconds }) => {
             tracing::info!("cooldown active; nothing sent");
             no_content(Some(*remaining_seconds))

@@ -222,6 +222,8 @@ pub enum SendRefusal {
     AlreadyConfirmed,
     /// The request named an address that is not the user's.
     AddressMismatch,
+    /// SES reported a hard bounce or a complaint for the user's current address.
+    Undeliverable,
     CooldownActive {
         remaining_seconds: u64,
     },
@@ -229,7 +231,7 @@ pub enum SendRefusal {
 
 impl SendRefusal {
     /// The rule "may we send?": `Ok` when `user` may be mailed now. Checked in the order the
-    /// contracts report refusals: ownership, then state, then the cooldown. The store's
+    /// contracts report refusals: ownership, then state, then deliverability, then the cooldown. The store's
     /// conditional write encodes the same rule; a test holds the two to each other.
     pub fn decide(user: Option<&User>, requirements: &SendRequirements, now: UnixTime) -> Result<(), Self> {
         let Some(user) = user else { return Err(SendRefusal::UserNotFound) };
@@ -241,6 +243,9 @@ impl SendRefusal {
         }
         if requirements.address.is_some_and(|address| address.normalized() != user.email.normalized()) {
             return Err(SendRefusal::AddressMismatch);
+        }
+        if user.delivery != DeliveryState::Ok {
+            return Err(SendRefusal::Undeliverable);
         }
         match user.cooldown_until.map_or(0, |until| now.seconds_until(until)) {
             0 => Ok(()),

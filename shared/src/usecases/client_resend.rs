@@ -26,6 +26,8 @@ pub enum ClientResendError {
     AddressTaken,
     #[error("a confirmation mail was sent less than a cooldown ago")]
     CooldownActive { remaining_seconds: u64 },
+    #[error("mail to the address bounced or was reported as spam")]
+    Undeliverable,
     #[error("the request is over a limit")]
     Throttled(Throttled),
     #[error(transparent)]
@@ -80,6 +82,7 @@ impl ClientResend {
         match refusal {
             SendRefusal::UserNotFound | SendRefusal::ClientMismatch => ClientResendError::NotOwnedByClient,
             SendRefusal::AlreadyConfirmed => ClientResendError::AlreadyConfirmed,
+            SendRefusal::Undeliverable => ClientResendError::Undeliverable,
             SendRefusal::CooldownActive { remaining_seconds } => {
                 ClientResendError::CooldownActive { remaining_seconds }
             }
@@ -139,8 +142,9 @@ impl ClientResend {
     ) -> Result<(), ClientResendError> {
         let user = self.users.get_user(user_id).await.map_err(Failure::Storage)?;
         match SendRefusal::decide(user.as_ref(), requirements, now) {
-            // A running cooldown does not hold the change back: the new address starts afresh.
-            Ok(()) | Err(SendRefusal::CooldownActive { .. }) => {}
+            // A running cooldown or a bounced address does not hold the change back: the new
+            // address starts afresh, with nothing bounced.
+            Ok(()) | Err(SendRefusal::CooldownActive { .. } | SendRefusal::Undeliverable) => {}
             Err(refusal) => return Err(Self::refusal(refusal)),
         }
         let Some(user) = user.filter(|user| user.email.normalized() != new_address.normalized()) else {

@@ -31,6 +31,8 @@ pub enum ResendError {
     AlreadyConfirmed,
     #[error("a confirmation mail was sent less than a cooldown ago")]
     CooldownActive { remaining_seconds: u64 },
+    #[error("mail to the address bounced or was reported as spam")]
+    Undeliverable,
     #[error(transparent)]
     Failed(#[from] Failure),
 }
@@ -140,6 +142,7 @@ impl Resend {
                 SendRefusal::UserNotFound => ResendError::UserNotFound,
                 SendRefusal::AlreadyConfirmed => ResendError::AlreadyConfirmed,
                 SendRefusal::CooldownActive { remaining_seconds } => ResendError::CooldownActive { remaining_seconds },
+                SendRefusal::Undeliverable => ResendError::Undeliverable,
                 // Only asked of sends with requirements, which this one has none of.
                 SendRefusal::ClientMismatch | SendRefusal::AddressMismatch => ResendError::UserNotFound,
             })

@@ -24,6 +24,8 @@ pub enum AddressedResendError {
     AddressMismatch,
     #[error("a confirmation mail was sent less than a cooldown ago")]
     CooldownActive { remaining_seconds: u64 },
+    #[error("mail to the address bounced or was reported as spam")]
+    Undeliverable,
     #[error(transparent)]
     Failed(#[from] Failure),
 }
@@ -68,6 +70,7 @@ impl AddressedResend {
                 SendRefusal::UserNotFound | SendRefusal::ClientMismatch => AddressedResendError::UserNotFound,
                 SendRefusal::AlreadyConfirmed => AddressedResendError::AlreadyConfirmed,
                 SendRefusal::AddressMismatch => AddressedResendError::AddressMismatch,
+                SendRefusal::Undeliverable => AddressedResendError::Undeliverable,
                 SendRefusal::CooldownActive { remaining_seconds } => {
                     AddressedResendError::CooldownActive { remaining_seconds }
                 }

@@ -53,5 +53,6 @@ async fn main() -> anyhow::Result<()> {
     println!("  GET    {base_url}/_local/inbox       the mail sent (HTML; JSON at /_local/inbox.json)");
     println!("  GET    {base_url}/_local/openapi.json  the OpenAPI description of the routes");
     println!("  GET    {base_url}/_local/events.json   the events published to EventBridge");
+    println!("  POST   {base_url}/_local/ses-feedback  post an SES bounce or complaint (as SNS delivers it)");
     serve(listener, api).await
 }
