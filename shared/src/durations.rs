@@ -6,7 +6,9 @@
 //! hours under two days, days beyond. A value that is not whole in its unit is told in the unit
 //! below ("90 minutes", "60 hours"), rounded there: down for a lifetime, so the mail never
 //! promises more than the link gives, and up for a wait, so the page never sends a person back
-//! too early. A lifetime under a minute is told as "1 minute", the smallest the mail names.
+//! too early. A rounded value that is whole in a larger unit is said in it (a wait of 59 min
+//! 59 s is "1 hour", not "60 minutes"). A lifetime under a minute is told as "1 minute", the
+//! smallest the mail names.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -110,21 +112,26 @@ pub struct Span {
 impl Span {
     /// A link's lifetime, rounded down (see the module's rules), at least 1 minute.
     pub fn lifetime(lifetime: Duration) -> Span {
-        let seconds = lifetime.as_secs();
-        let unit = Unit::for_size(seconds).max(Unit::Minute);
-        Self::told_in(seconds, unit, Unit::Minute, u64::div_euclid)
+        Self::told(lifetime.as_secs(), Unit::Minute, u64::div_euclid)
     }
 
     /// A wait, rounded up (see the module's rules), at least 1 second.
     pub fn wait(seconds: u64) -> Span {
-        let unit = Unit::for_size(seconds);
-        Self::told_in(seconds, unit, Unit::Minute, u64::div_ceil)
+        Self::told(seconds, Unit::Second, u64::div_ceil)
     }
 
-    /// `seconds` in `unit` when whole, else in the unit below (never finer than `finest_below`),
-    /// rounded there by `round`.
-    fn told_in(seconds: u64, unit: Unit, finest_below: Unit, round: fn(u64, u64) -> u64) -> Span {
-        let unit = if seconds % unit.seconds() == 0 || unit <= finest_below { unit } else { unit.below() };
+    /// `seconds` told in words, then told again once rounded: a wait of 3599 s rounds up to
+    /// 60 minutes, which is said "1 hour".
+    fn told(seconds: u64, smallest: Unit, round: fn(u64, u64) -> u64) -> Span {
+        let first = Self::rounded(seconds, smallest, round);
+        Self::rounded(first.count.saturating_mul(first.unit.seconds()), smallest, round)
+    }
+
+    /// `seconds` in the unit its size calls for (not below `smallest`) when whole, else in the
+    /// unit below it, but never below minutes, rounded there by `round`; at least 1.
+    fn rounded(seconds: u64, smallest: Unit, round: fn(u64, u64) -> u64) -> Span {
+        let unit = Unit::for_size(seconds).max(smallest);
+        let unit = if seconds % unit.seconds() == 0 || unit <= Unit::Minute { unit } else { unit.below() };
         Span { count: round(seconds, unit.seconds()).max(1), unit }
     }
 }
@@ -233,8 +240,12 @@ mod tests {
         assert_eq!(wait(5 * MINUTE), "in 5 minutes");
         assert_eq!(wait(HOUR), "in 1 hour");
         assert_eq!(wait(HOUR + 1), "in 61 minutes");
+        assert_eq!(wait(HOUR - 1), "in 1 hour", "60 minutes, once rounded up");
+        assert_eq!(wait(2 * HOUR - 1), "in 2 hours");
+        assert_eq!(wait(2 * DAY - 1), "in 2 days");
         assert_eq!(wait(DAY), "in 24 hours");
-        assert_eq!(wait(3 * DAY - 1), "in 72 hours");
+        assert_eq!(wait(3 * DAY - 1), "in 3 days");
+        assert_eq!(wait(3 * DAY - HOUR - 1), "in 71 hours");
     }
 
     #[test]

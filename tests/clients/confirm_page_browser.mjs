@@ -59,6 +59,14 @@ async function look(page, name, expected) {
   return { title };
 }
 
+// The address the page is about, masked: its first character, three bullets, its domain.
+async function checkAddress(page, name, email) {
+  const [local, domain] = email.split('@');
+  const shown = (await page.locator('#page-address strong').textContent()).trim();
+  check(shown === `${local[0]}\u2022\u2022\u2022@${domain}`, `${name}: the address shows as ${shown}`);
+  check(!(await page.content()).includes(email), `${name}: the page shows the whole address`);
+}
+
 // Pressing the page's button, as a person would: by keyboard, which also proves it is focusable.
 async function pressButton(page, name) {
   const button = page.locator('form button[type="submit"]');
@@ -97,6 +105,7 @@ try {
   check(response.headers()['referrer-policy'] === 'no-referrer', 'no Referrer-Policy');
   check(response.headers()['content-security-policy'].includes("frame-ancestors 'none'"), 'no CSP');
   await look(page, '01-ask', { outcome: 'ask' });
+  await checkAddress(page, '01-ask', email);
   check((await userStatus(userId)) === 'EMAIL_CONFIRMATION_PENDING', 'opening the link confirmed the user');
   await desktop.goto(mail.link);
   await desktop.screenshot({ path: join(shots, '01-ask-desktop.png') });
@@ -104,7 +113,18 @@ try {
   // 3. Confirm: the success page, and the user is enabled.
   await pressButton(page, '01-ask');
   await look(page, '02-confirmed', { outcome: 'confirmed' });
+  await checkAddress(page, '02-confirmed', email);
   check((await userStatus(userId)) === 'ENABLED', 'the user is not ENABLED after Confirm');
+
+  // 3b. The same page under a dark system scheme: other colours, through the same hashed style.
+  const background = () => page.locator('main').evaluate((main) => getComputedStyle(main).backgroundColor);
+  const light = await background();
+  await page.emulateMedia({ colorScheme: 'dark' });
+  const dark = await background();
+  await page.screenshot({ path: join(shots, '02-confirmed-dark.png'), fullPage: true });
+  seen.push({ name: '02-confirmed-dark', outcome: 'confirmed', light, dark });
+  check(light !== dark, `the page looks the same in the dark scheme (${light})`);
+  await page.emulateMedia({ colorScheme: 'light' });
 
   // 4. The link again: already confirmed, shown as a success.
   await page.goto(mail.link);
@@ -127,6 +147,10 @@ try {
   await page.goto(`${base}/confirm-email?token=${expired.token}`);
   await pressButton(page, '04-expired-again');
   await look(page, '06-too-many-requests', { outcome: 'too_many_requests' });
+  const wait = (await page.locator('#page-text').textContent()).trim();
+  check(/^You can ask for a new link again in \d+ (second|seconds|minute|minutes|hour|hours)\./.test(wait),
+    `06-too-many-requests: no time to ask again in "${wait}"`);
+  check(wait.includes('the last link we sent you still works'), `06-too-many-requests: "${wait}"`);
 
   // 7. A damaged link, a link to an address the account no longer has, mail switched off.
   await page.goto(`${base}/confirm-email?token=${mail.link.split('token=')[1].slice(0, -4)}`);
