@@ -131,7 +131,7 @@ impl Span {
     /// unit below it, but never below minutes, rounded there by `round`; at least 1.
     fn rounded(seconds: u64, smallest: Unit, round: fn(u64, u64) -> u64) -> Span {
         let unit = Unit::for_size(seconds).max(smallest);
-        let unit = if seconds % unit.seconds() == 0 || unit <= Unit::Minute { unit } else { unit.below() };
+        let unit = if seconds.is_multiple_of(unit.seconds()) || unit <= Unit::Minute { unit } else { unit.below() };
         Span { count: round(seconds, unit.seconds()).max(1), unit }
     }
 }
