@@ -5,14 +5,18 @@
 // Any unexpected page ends it with an error.
 
 import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
+
+const axeScript = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
 
 const scenario = JSON.parse(readFileSync(process.argv[2], 'utf8'));
 const { base, artifacts } = scenario;
 const shots = join(artifacts, 'screenshots');
 mkdirSync(join(shots, 'matrix'), { recursive: true });
 const seen = [];
+const audited = [];
 
 function check(condition, message) {
   if (!condition) throw new Error(message);
@@ -185,8 +189,30 @@ try {
       await look(page, `matrix/${locale}-${file.replace('.html', '')}`, { outcome: file.replace('.html', ''), lang: locale });
     }
   }
+
+  // 11. axe-core (WCAG 2.1 A and AA, colour contrast included) on every page in every language,
+  // in the light and the dark scheme. axe is a script, so this context runs JavaScript; the
+  // pages are the same files as above, without the page's CSP header.
+  const auditor = await (await browser.newContext({ viewport: { width: 390, height: 844 } })).newPage();
+  for (const colorScheme of ['light', 'dark']) {
+    await auditor.emulateMedia({ colorScheme });
+    for (const locale of readdirSync(scenario.matrix_dir)) {
+      for (const file of readdirSync(join(scenario.matrix_dir, locale))) {
+        await auditor.goto(`file://${join(scenario.matrix_dir, locale, file)}`);
+        await auditor.addScriptTag({ path: axeScript });
+        const violations = await auditor.evaluate(async () => {
+          const tags = ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'];
+          const result = await window.axe.run(document, { runOnly: { type: 'tag', values: tags } });
+          return result.violations.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
+        });
+        const name = `${colorScheme}/${locale}-${file.replace('.html', '')}`;
+        check(violations.length === 0, `axe, ${name}: ${violations.join('; ')}`);
+        audited.push(name);
+      }
+    }
+  }
 } finally {
   await browser.close();
 }
 
-console.log(JSON.stringify({ seen }));
+console.log(JSON.stringify({ seen, audited }));

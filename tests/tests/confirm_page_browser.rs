@@ -1,6 +1,7 @@
 //! The confirm page in a real browser (Debian's chromium, driven by playwright-core, with
 //! JavaScript off, on a phone-sized screen): sign up, read the mail, open the link, confirm,
-//! open it again, and get a new link for an expired one. Screenshots of every page land in
+//! open it again, and get a new link for an expired one; then axe-core audits every page in
+//! every language, light and dark. Screenshots of every page land in
 //! `tests/artifacts/confirm-page/screenshots/`.
 
 use std::path::Path;
@@ -96,6 +97,8 @@ async fn a_person_confirms_in_a_real_browser_and_every_page_is_shown() {
     let seen: Value = serde_json::from_slice(&output.stdout).expect("the script prints JSON");
     let pages = seen["seen"].as_array().unwrap();
     assert_eq!(pages.len(), 15 + PAGE_LOCALES.len() * Page::ALL.len(), "{seen}");
+    let audited = seen["audited"].as_array().unwrap();
+    assert_eq!(audited.len(), 2 * PAGE_LOCALES.len() * Page::ALL.len(), "axe, light and dark: {seen}");
 
     // What the browser did, as the table holds it.
     assert_eq!(stack.stored_status("browser-ada").await.as_deref(), Some("ENABLED"));
