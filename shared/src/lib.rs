@@ -11,6 +11,7 @@ pub mod config;
 pub mod confirm_page;
 pub mod contracts;
 pub mod domain;
+pub mod durations;
 pub mod link_token;
 pub mod mail;
 pub mod mail_feedback;

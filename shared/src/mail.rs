@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use anyhow::anyhow;
 use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
@@ -78,9 +79,13 @@ impl MailTemplates {
         locale: &'static str,
         app_name: &str,
         link: &str,
-        valid_hours: u64,
+        lifetime: Duration,
     ) -> Result<ConfirmationMail, TemplateError> {
         let env = self.environment()?;
+        // "30 minutes", "1 Stunde": the lifetime in words, in the mail's language.
+        let valid_for = crate::durations::valid_for(locale, lifetime).map_err(|err| TemplateError(anyhow!(err)))?;
+        // Kept for operators' own templates written before `valid_for`; rounded up as it was.
+        let valid_hours = lifetime.as_secs().div_ceil(3600);
         // Our own URL (a checked base URL and a base64url token): HTML-escaping it would only
         // turn its slashes into entities.
         let link = minijinja::Value::from_safe_string(link.to_owned());
@@ -90,8 +95,8 @@ impl MailTemplates {
                 .map_err(|err| TemplateError(anyhow!(err)))
         };
         let subject = render("subject.txt", context! { app_name })?.trim().to_owned();
-        let text = render("body.txt", context! { app_name, link => link.clone(), valid_hours })?;
-        let html = render("body.html", context! { app_name, link, valid_hours, locale, subject })?;
+        let text = render("body.txt", context! { app_name, link => link.clone(), valid_for, valid_hours })?;
+        let html = render("body.html", context! { app_name, link, valid_for, valid_hours, locale, subject })?;
         Ok(ConfirmationMail { locale, subject, text, html })
     }
 }
@@ -258,6 +263,7 @@ mod tests {
     use super::*;
 
     const LINK: &str = "https://auth.example.com/confirm-email?token=abc.def.ghi";
+    const DAY: Duration = Duration::from_secs(86_400);
 
     fn settings(pairs: &[(&str, &str)]) -> MailSettings {
         let env: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
@@ -267,9 +273,10 @@ mod tests {
     #[test]
     fn every_shipped_locale_renders_all_three_parts_with_the_link() {
         for locale in MAIL_LOCALES {
-            let mail = MailTemplates::default().render_confirmation(locale, "Acme", LINK, 24).unwrap();
+            let mail = MailTemplates::default().render_confirmation(locale, "Acme", LINK, DAY).unwrap();
             assert!(mail.subject.contains("Acme") && !mail.subject.contains('\n'), "{locale}: {}", mail.subject);
             assert!(mail.text.contains(LINK) && mail.text.contains("24"), "{locale}");
+            assert!(!mail.text.contains("1 hours") && !mail.html.contains("{{"), "{locale}");
             assert!(mail.html.contains(&format!("href=\"{LINK}\"")), "{locale}");
             assert!(mail.html.contains(&format!("lang=\"{locale}\"")), "{locale}");
         }
@@ -290,15 +297,75 @@ mod tests {
     }
 
     #[test]
+    fn the_mail_says_how_long_the_link_works_in_the_unit_and_plural_that_fit() {
+        fn sentence_of(locale: &str, seconds: u64) -> String {
+            let words = crate::durations::valid_for(locale, Duration::from_secs(seconds)).unwrap();
+            match locale {
+                "en" => format!("The link is valid for {words}."),
+                "de" => format!("Der Link ist {words} gültig."),
+                "fr" => format!("Ce lien est valable {words}."),
+                "es" => format!("El enlace es válido durante {words}."),
+                _ => format!("Il link è valido per {words}."),
+            }
+        }
+        for locale in MAIL_LOCALES {
+            for seconds in [6, 30 * 60, 3_600, 5_400, 86_400, 2 * 86_400] {
+                let lifetime = Duration::from_secs(seconds);
+                let mail = MailTemplates::default().render_confirmation(locale, "Acme", LINK, lifetime).unwrap();
+                let sentence = sentence_of(locale, seconds);
+                assert!(mail.text.contains(&sentence), "{locale} {seconds}: {}", mail.text);
+                assert!(mail.html.contains(&sentence), "{locale} {seconds}");
+            }
+        }
+        let english = |seconds| {
+            MailTemplates::default().render_confirmation("en", "Acme", LINK, Duration::from_secs(seconds)).unwrap().text
+        };
+        assert!(english(6).contains("valid for 1 minute."));
+        assert!(english(30 * 60).contains("valid for 30 minutes."));
+        assert!(english(3_600).contains("valid for 1 hour."));
+        assert!(english(2 * 86_400).contains("valid for 2 days."));
+        let german =
+            MailTemplates::default().render_confirmation("de", "Acme", LINK, Duration::from_secs(3_600)).unwrap();
+        assert!(german.text.contains("Der Link ist 1 Stunde gültig."));
+    }
+
+    #[test]
+    fn the_english_greeting_is_followed_by_a_capital() {
+        let mail = MailTemplates::default().render_confirmation("en", "Acme", LINK, DAY).unwrap();
+        assert!(mail.text.starts_with("Hello,\n\nPlease confirm"), "{}", mail.text);
+        assert!(mail.html.contains(">Please confirm"));
+    }
+
+    #[test]
+    fn the_html_mail_offers_a_dark_scheme() {
+        let mail = MailTemplates::default().render_confirmation("en", "Acme", LINK, DAY).unwrap();
+        assert!(mail.html.contains(r#"<meta name="color-scheme" content="light dark">"#));
+        assert!(mail.html.contains("color-scheme:light dark"));
+        assert!(mail.html.contains("@media (prefers-color-scheme: dark)"));
+    }
+
+    #[test]
+    fn an_operator_template_written_for_valid_hours_still_renders() {
+        let dir = std::env::temp_dir().join(format!("mailconfirm-mail-hours-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("en")).unwrap();
+        std::fs::write(dir.join("en/body.txt"), "{{ link }} works {{ valid_hours }} h").unwrap();
+        let mail = MailTemplates::new(Some(dir.clone()))
+            .render_confirmation("en", "Acme", LINK, Duration::from_secs(5_400))
+            .unwrap();
+        assert!(mail.text.ends_with("works 2 h"), "{}", mail.text);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn the_french_mail_is_in_french() {
-        let mail = MailTemplates::default().render_confirmation("fr", "Acme", LINK, 24).unwrap();
+        let mail = MailTemplates::default().render_confirmation("fr", "Acme", LINK, DAY).unwrap();
         assert_eq!(mail.subject, "Confirmez votre adresse e-mail pour Acme");
         assert!(mail.html.contains("Confirmer mon adresse"));
     }
 
     #[test]
     fn the_app_name_is_escaped_in_html_but_not_in_text() {
-        let mail = MailTemplates::default().render_confirmation("en", "<Acme & Co>", LINK, 24).unwrap();
+        let mail = MailTemplates::default().render_confirmation("en", "<Acme & Co>", LINK, DAY).unwrap();
         assert!(mail.html.contains("&lt;Acme &amp; Co&gt;") && !mail.html.contains("<Acme"));
         assert!(mail.text.contains("<Acme & Co>"));
     }
@@ -309,11 +376,11 @@ mod tests {
         std::fs::create_dir_all(dir.join("en")).unwrap();
         std::fs::write(dir.join("en/subject.txt"), "Welcome to {{ app_name }}, confirm please").unwrap();
         let custom = MailTemplates::new(Some(dir.clone()));
-        let mail = custom.render_confirmation("en", "Acme", LINK, 24).unwrap();
+        let mail = custom.render_confirmation("en", "Acme", LINK, DAY).unwrap();
         assert_eq!(mail.subject, "Welcome to Acme, confirm please");
         assert!(mail.text.contains(LINK), "other parts stay shipped");
         std::fs::write(dir.join("en/subject.txt"), "{% if %}").unwrap();
-        assert!(MailTemplates::new(Some(dir.clone())).render_confirmation("en", "Acme", LINK, 24).is_err());
+        assert!(MailTemplates::new(Some(dir.clone())).render_confirmation("en", "Acme", LINK, DAY).is_err());
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -5,14 +5,18 @@
 // Any unexpected page ends it with an error.
 
 import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
+
+const axeScript = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
 
 const scenario = JSON.parse(readFileSync(process.argv[2], 'utf8'));
 const { base, artifacts } = scenario;
 const shots = join(artifacts, 'screenshots');
 mkdirSync(join(shots, 'matrix'), { recursive: true });
 const seen = [];
+const audited = [];
 
 function check(condition, message) {
   if (!condition) throw new Error(message);
@@ -59,6 +63,14 @@ async function look(page, name, expected) {
   return { title };
 }
 
+// The address the page is about, masked: its first character, three bullets, its domain.
+async function checkAddress(page, name, email) {
+  const [local, domain] = email.split('@');
+  const shown = (await page.locator('#page-address strong').textContent()).trim();
+  check(shown === `${local[0]}\u2022\u2022\u2022@${domain}`, `${name}: the address shows as ${shown}`);
+  check(!(await page.content()).includes(email), `${name}: the page shows the whole address`);
+}
+
 // Pressing the page's button, as a person would: by keyboard, which also proves it is focusable.
 async function pressButton(page, name) {
   const button = page.locator('form button[type="submit"]');
@@ -97,6 +109,7 @@ try {
   check(response.headers()['referrer-policy'] === 'no-referrer', 'no Referrer-Policy');
   check(response.headers()['content-security-policy'].includes("frame-ancestors 'none'"), 'no CSP');
   await look(page, '01-ask', { outcome: 'ask' });
+  await checkAddress(page, '01-ask', email);
   check((await userStatus(userId)) === 'EMAIL_CONFIRMATION_PENDING', 'opening the link confirmed the user');
   await desktop.goto(mail.link);
   await desktop.screenshot({ path: join(shots, '01-ask-desktop.png') });
@@ -104,7 +117,18 @@ try {
   // 3. Confirm: the success page, and the user is enabled.
   await pressButton(page, '01-ask');
   await look(page, '02-confirmed', { outcome: 'confirmed' });
+  await checkAddress(page, '02-confirmed', email);
   check((await userStatus(userId)) === 'ENABLED', 'the user is not ENABLED after Confirm');
+
+  // 3b. The same page under a dark system scheme: other colours, through the same hashed style.
+  const background = () => page.locator('main').evaluate((main) => getComputedStyle(main).backgroundColor);
+  const light = await background();
+  await page.emulateMedia({ colorScheme: 'dark' });
+  const dark = await background();
+  await page.screenshot({ path: join(shots, '02-confirmed-dark.png'), fullPage: true });
+  seen.push({ name: '02-confirmed-dark', outcome: 'confirmed', light, dark });
+  check(light !== dark, `the page looks the same in the dark scheme (${light})`);
+  await page.emulateMedia({ colorScheme: 'light' });
 
   // 4. The link again: already confirmed, shown as a success.
   await page.goto(mail.link);
@@ -127,6 +151,10 @@ try {
   await page.goto(`${base}/confirm-email?token=${expired.token}`);
   await pressButton(page, '04-expired-again');
   await look(page, '06-too-many-requests', { outcome: 'too_many_requests' });
+  const wait = (await page.locator('#page-text').textContent()).trim();
+  check(/^You can ask for a new link again in \d+ (second|seconds|minute|minutes|hour|hours)\./.test(wait),
+    `06-too-many-requests: no time to ask again in "${wait}"`);
+  check(wait.includes('the last link we sent you still works'), `06-too-many-requests: "${wait}"`);
 
   // 7. A damaged link, a link to an address the account no longer has, mail switched off.
   await page.goto(`${base}/confirm-email?token=${mail.link.split('token=')[1].slice(0, -4)}`);
@@ -161,8 +189,30 @@ try {
       await look(page, `matrix/${locale}-${file.replace('.html', '')}`, { outcome: file.replace('.html', ''), lang: locale });
     }
   }
+
+  // 11. axe-core (WCAG 2.1 A and AA, colour contrast included) on every page in every language,
+  // in the light and the dark scheme. axe is a script, so this context runs JavaScript; the
+  // pages are the same files as above, without the page's CSP header.
+  const auditor = await (await browser.newContext({ viewport: { width: 390, height: 844 } })).newPage();
+  for (const colorScheme of ['light', 'dark']) {
+    await auditor.emulateMedia({ colorScheme });
+    for (const locale of readdirSync(scenario.matrix_dir)) {
+      for (const file of readdirSync(join(scenario.matrix_dir, locale))) {
+        await auditor.goto(`file://${join(scenario.matrix_dir, locale, file)}`);
+        await auditor.addScriptTag({ path: axeScript });
+        const violations = await auditor.evaluate(async () => {
+          const tags = ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'];
+          const result = await window.axe.run(document, { runOnly: { type: 'tag', values: tags } });
+          return result.violations.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
+        });
+        const name = `${colorScheme}/${locale}-${file.replace('.html', '')}`;
+        check(violations.length === 0, `axe, ${name}: ${violations.join('; ')}`);
+        audited.push(name);
+      }
+    }
+  }
 } finally {
   await browser.close();
 }
 
-console.log(JSON.stringify({ seen }));
+console.log(JSON.stringify({ seen, audited }));

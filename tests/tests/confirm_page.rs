@@ -19,6 +19,12 @@ async fn press(stack: &TestStack, token: &str, action: &str) -> Response {
     stack.http.post(stack.url(PAGE)).form(&[("token", token), ("action", action)]).send().await.unwrap()
 }
 
+/// `a•••@example.com`, as the page shows an address.
+fn masked(email: &str) -> String {
+    let (local, domain) = email.split_once('@').unwrap();
+    format!("{}•••@{domain}", local.chars().next().unwrap())
+}
+
 /// The page's name (`data-page`) and its HTML, after checking the headers every page carries.
 async fn page_of(response: Response) -> (StatusCode, String, String) {
     let status = response.status();
@@ -46,6 +52,8 @@ async fn opening_a_link_shows_the_confirm_button_and_changes_nothing() {
         assert!(html.contains("<form method=\"post\" action=\"confirm-email\""), "{html}");
         assert!(html.contains(&format!("name=\"token\" value=\"{token}\"")));
         assert!(html.contains("<button type=\"submit\">Confirm</button>"));
+        assert!(html.contains(&format!("<strong>{}</strong>", masked(&email))), "the address, masked: {html}");
+        assert!(!html.contains(&email), "never the address itself");
     }
     let head = stack.http.head(stack.url(&format!("{PAGE}?token={token}"))).send().await.unwrap();
     assert_eq!(head.status(), StatusCode::OK);
@@ -66,6 +74,8 @@ async fn the_button_confirms_and_the_link_then_says_already_confirmed() {
 
     assert_eq!((status, page.as_str()), (StatusCode::OK, "confirmed"));
     assert!(html.contains("Your e-mail address is confirmed"));
+    assert!(html.contains(&format!("E-mail address: <strong>{}</strong>", masked(&email))), "{html}");
+    assert!(!html.contains(&email));
     assert_eq!(stack.stored_status(&user_id).await.as_deref(), Some("ENABLED"));
     let (status, page, _) = page_of(press(&stack, &token, "confirm").await).await;
     assert_eq!((status, page.as_str()), (StatusCode::OK, "already_confirmed"), "a second press is a success too");
@@ -150,8 +160,26 @@ async fn new_link_requests_share_the_resend_throttles_and_say_when_to_retry() {
 
     let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=3600).contains(&retry_after));
-    let (status, page, _) = page_of(response).await;
+    let (status, page, html) = page_of(response).await;
     assert_eq!((status, page.as_str()), (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"));
+    let when = mailconfirm::durations::retry_in("en", retry_after).unwrap();
+    assert!(html.contains(&format!("You can ask for a new link again {when}.")), "{retry_after} s: {html}");
+    assert!(html.contains("the last link we sent you still works"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_page_follows_a_dark_system_scheme_under_its_strict_policy() {
+    let stack = TestStack::start().await;
+    let (_, email) = stack.signed_up_user(None).await;
+    let response = open(&stack, &stack.latest_link_token(&email).await).await;
+    let csp = response.headers()["content-security-policy"].to_str().unwrap().to_owned();
+
+    let (_, _, html) = page_of(response).await;
+
+    assert!(html.contains(r#"<meta name="color-scheme" content="light dark">"#));
+    let style = html.split("<style>").nth(1).and_then(|rest| rest.split("</style>").next()).unwrap();
+    assert!(style.contains("@media (prefers-color-scheme:dark)"), "{style}");
+    assert!(csp.contains("style-src 'sha256-") && !csp.contains("unsafe-inline"), "{csp}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

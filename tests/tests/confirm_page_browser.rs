@@ -1,13 +1,15 @@
 //! The confirm page in a real browser (Debian's chromium, driven by playwright-core, with
 //! JavaScript off, on a phone-sized screen): sign up, read the mail, open the link, confirm,
-//! open it again, and get a new link for an expired one. Screenshots of every page land in
+//! open it again, and get a new link for an expired one; then axe-core audits every page in
+//! every language, light and dark. Screenshots of every page land in
 //! `tests/artifacts/confirm-page/screenshots/`.
 
 use std::path::Path;
 use std::process::Command;
 
-use mailconfirm::confirm_page::outcome::Page;
+use mailconfirm::confirm_page::outcome::{MaskedAddress, Page};
 use mailconfirm::confirm_page::render::{PAGE_LOCALES, PageForm, PageRenderer};
+use mailconfirm::domain::EmailAddress;
 use mailconfirm_local::harness::TestStack;
 use mailconfirm_local::template::project_root;
 use serde_json::{Value, json};
@@ -17,13 +19,14 @@ const TWO_DAYS: i64 = 2 * 24 * 3600;
 /// Every page in every language, as the function renders it, for the browser to screenshot.
 fn write_page_matrix(dir: &Path) {
     let renderer = PageRenderer::new("mailconfirm local".to_owned(), "en");
+    let address = MaskedAddress::of(&EmailAddress::parse("ada@example.com").unwrap());
     for locale in PAGE_LOCALES {
         std::fs::create_dir_all(dir.join(locale)).unwrap();
         for page in Page::ALL {
             let form =
                 page.button().map(|action| PageForm { action: action.as_str(), token: "token", redirect_to: None });
             let continue_to = page.is_success().then_some("https://app.example.com/");
-            let html = renderer.render(page, locale, form, continue_to).unwrap();
+            let html = renderer.render(page, locale, form, continue_to, Some(&address)).unwrap();
             std::fs::write(dir.join(locale).join(format!("{}.html", page.key())), html).unwrap();
         }
     }
@@ -93,7 +96,9 @@ async fn a_person_confirms_in_a_real_browser_and_every_page_is_shown() {
     assert!(output.status.success(), "the browser walk-through failed:\n{}", String::from_utf8_lossy(&output.stderr));
     let seen: Value = serde_json::from_slice(&output.stdout).expect("the script prints JSON");
     let pages = seen["seen"].as_array().unwrap();
-    assert_eq!(pages.len(), 14 + PAGE_LOCALES.len() * Page::ALL.len(), "{seen}");
+    assert_eq!(pages.len(), 15 + PAGE_LOCALES.len() * Page::ALL.len(), "{seen}");
+    let audited = seen["audited"].as_array().unwrap();
+    assert_eq!(audited.len(), 2 * PAGE_LOCALES.len() * Page::ALL.len(), "axe, light and dark: {seen}");
 
     // What the browser did, as the table holds it.
     assert_eq!(stack.stored_status("browser-ada").await.as_deref(), Some("ENABLED"));

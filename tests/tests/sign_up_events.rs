@@ -161,3 +161,22 @@ async fn the_local_signup_tool_publishes_through_the_same_function() {
     let page = stack.http.get(stack.url("/_local/inbox")).send().await.unwrap().text().await.unwrap();
     assert!(page.contains("Confirm your e-mail address for mailconfirm local"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_mail_says_how_long_the_link_works_in_the_unit_and_language_that_fit() {
+    let half_hour = TestStack::start_with(|env| {
+        env.insert("CONFIRMATION_LINK_TTL_SECONDS".into(), "1800".into());
+    })
+    .await;
+    let english = half_hour.unique_email("ada");
+    let german = half_hour.unique_email("grete");
+
+    half_hour.sign_up(json!({ "user_id": "ttl-en", "email": english, "locale": "en" })).await;
+    half_hour.sign_up(json!({ "user_id": "ttl-de", "email": german, "locale": "de" })).await;
+
+    let english_mail = &half_hour.mails_to(&english).await[0];
+    assert!(english_mail["html"].as_str().unwrap().contains("The link is valid for 30 minutes."), "{english_mail}");
+    assert!(!english_mail["html"].as_str().unwrap().contains("hours"));
+    let german_mail = &half_hour.mails_to(&german).await[0];
+    assert!(german_mail["html"].as_str().unwrap().contains("Der Link ist 30 Minuten gültig."), "{german_mail}");
+}

@@ -25,7 +25,7 @@ use crate::usecases::confirm::Confirmer;
 use crate::usecases::resend::Resend;
 use crate::usecases::throttle::{Limited, ResendThrottles};
 use crate::wiring::{HttpHandler, Wiring};
-use outcome::{Action, Page, RedirectPolicy};
+use outcome::{Action, MaskedAddress, Page, RedirectPolicy};
 use render::{PageForm, PageRenderer, content_security_policy, protect};
 
 /// The page's path, where every link points.
@@ -48,11 +48,13 @@ struct Submission {
     redirect_to: Option<String>,
 }
 
-/// A page to show, in the language chosen for it, with the token its button sends back.
+/// A page to show, in the language chosen for it, with the token its button sends back and
+/// the (masked) address it is about, when known.
 struct Shown<'a> {
     page: Page,
     locale: &'static str,
     submission: &'a Submission,
+    address: Option<MaskedAddress>,
 }
 
 impl ConfirmPage {
@@ -117,7 +119,8 @@ impl ConfirmPage {
         let link_locale = link.as_ref().and_then(|(link, _)| link.link.locale.clone());
         let stored_locale = link.as_ref().and_then(|(_, user)| user.as_ref()).and_then(|user| user.locale.clone());
         let locale = self.locale_for(request, [link_locale.as_ref(), stored_locale.as_ref()]);
-        self.show(Shown { page, locale, submission: &submission })
+        let address = link.as_ref().and_then(|(_, user)| user.as_ref()).map(|user| MaskedAddress::of(&user.email));
+        self.show(Shown { page, locale, submission: &submission, address })
     }
 
     /// `POST`: the Confirm button, or "send me a new link".
@@ -128,24 +131,24 @@ impl ConfirmPage {
         let now = self.clock.now();
         let link = self.confirmer.authenticate(submission.token.as_deref().unwrap_or_default(), now);
         let locale = self.locale_for(request, [link.as_ref().ok().and_then(|l| l.link.locale.as_ref()), None]);
-        let page = match Action::parse(field("action").as_deref()) {
-            None => Page::Invalid,
+        let (page, address) = match Action::parse(field("action").as_deref()) {
+            None => (Page::Invalid, None),
             Some(Action::Confirm) => {
                 let by = crate::contracts::confirmed_by(request, crate::domain::ConfirmMethod::Link);
                 let result = self.confirmer.confirm_link(link, now, &by).await;
                 if let Some(failure) = result.as_ref().err().and_then(MaybeFailure::failure) {
                     failure.report();
                 }
-                Page::after_confirm(&result)
+                (Page::after_confirm(&result), result.as_ref().ok().map(|user| MaskedAddress::of(&user.email)))
             }
-            Some(Action::SendNewLink) => self.send_new_link(request, link.as_ref().ok(), now).await,
+            Some(Action::SendNewLink) => (self.send_new_link(request, link.as_ref().ok(), now).await, None),
         };
         if page.is_success()
             && let Some(target) = self.redirects.target(submission.redirect_to.as_deref())
         {
             return see_other(target);
         }
-        self.show(Shown { page, locale, submission: &submission })
+        self.show(Shown { page, locale, submission: &submission, address })
     }
 
     async fn send_new_link(&self, request: &Request, link: Option<&AuthenticLink>, now: UnixTime) -> Page {
@@ -171,7 +174,7 @@ impl ConfirmPage {
     }
 
     fn show(&self, shown: Shown<'_>) -> Response<Body> {
-        let Shown { page, locale, submission } = shown;
+        let Shown { page, locale, submission, address } = shown;
         let form = match (page.button(), submission.token.as_deref()) {
             (Some(action), Some(token)) => {
                 Some(PageForm { action: action.as_str(), token, redirect_to: submission.redirect_to.as_deref() })
@@ -181,7 +184,7 @@ impl ConfirmPage {
         let continue_to =
             if page.is_success() { self.redirects.target(submission.redirect_to.as_deref()) } else { None };
         tracing::info!(page = page.key(), status = page.status().as_u16(), "confirm page shown");
-        let html = match self.pages.render(page, locale, form, continue_to) {
+        let html = match self.pages.render(page, locale, form, continue_to, address.as_ref()) {
             Ok(html) => html,
             Err(reason) => {
                 tracing::error!(error = %reason, "the confirm page does not render");

@@ -4,7 +4,7 @@
 use http::StatusCode;
 
 use crate::config::{self, ConfigError, Source};
-use crate::domain::{UnixTime, User, UserStatus};
+use crate::domain::{EmailAddress, UnixTime, User, UserStatus};
 use crate::link_token::{AuthenticLink, LinkTokenError};
 use crate::usecases::confirm::ConfirmError;
 use crate::usecases::resend::ResendError;
@@ -122,6 +122,12 @@ impl Page {
         }
     }
 
+    /// Whether the page names the address it is about (masked): only where the link is known
+    /// to be for the account's current address.
+    pub fn shows_address(self) -> bool {
+        matches!(self, Page::AskToConfirm | Page::Confirmed | Page::AlreadyConfirmed)
+    }
+
     /// Whether a person on this page is done and may continue to the app.
     pub fn is_success(self) -> bool {
         matches!(self, Page::Confirmed | Page::AlreadyConfirmed)
@@ -177,6 +183,33 @@ impl Page {
             | ResendError::Undeliverable
             | ResendError::CooldownActive { .. } => Page::NewLinkRequested,
         }
+    }
+}
+
+/// The address a page is about, as the page shows it: the local part's first character, three
+/// bullets, then the domain (`a•••@example.com`), so a person sees which of their addresses
+/// this is while a shoulder-surfer or a forwarded link learns little. Still personal data: it
+/// is never logged, and `Debug` does not print it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MaskedAddress(String);
+
+impl MaskedAddress {
+    pub fn of(address: &EmailAddress) -> Self {
+        let typed = address.as_typed();
+        // A parsed address has exactly one '@' with text on both sides.
+        let (local, domain) = typed.rsplit_once('@').unwrap_or((typed, ""));
+        let first: String = local.chars().take(1).collect();
+        Self(format!("{first}\u{2022}\u{2022}\u{2022}@{domain}"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for MaskedAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MaskedAddress(<redacted>)")
     }
 }
 
@@ -345,6 +378,22 @@ mod tests {
             Page::after_new_link::<()>(&throttled, UnixTime(0)),
             Page::TooManyRequests { retry_after_seconds: 45 }
         );
+    }
+
+    #[test]
+    fn an_address_is_masked_to_its_first_character_and_its_domain() {
+        let masked = |typed| MaskedAddress::of(&EmailAddress::parse(typed).unwrap()).as_str().to_owned();
+        assert_eq!(masked("ada.lovelace@example.com"), "a•••@example.com");
+        assert_eq!(masked("a@example.com"), "a•••@example.com");
+        assert_eq!(masked("Élodie@Example.fr"), "É•••@Example.fr", "a character, not a byte");
+        let debug = format!("{:?}", MaskedAddress::of(&EmailAddress::parse("ada@example.com").unwrap()));
+        assert!(!debug.contains("example.com"), "{debug}");
+    }
+
+    #[test]
+    fn only_the_pages_about_the_current_address_name_it() {
+        let naming: Vec<Page> = Page::ALL.into_iter().filter(|page| page.shows_address()).collect();
+        assert_eq!(naming, [Page::AskToConfirm, Page::Confirmed, Page::AlreadyConfirmed]);
     }
 
     #[test]

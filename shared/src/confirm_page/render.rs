@@ -9,7 +9,7 @@ use lambda_http::{Body, Response};
 use minijinja::{Environment, Value, context};
 use sha2::{Digest, Sha256};
 
-use super::outcome::Page;
+use super::outcome::{MaskedAddress, Page};
 use crate::domain::{Locale, LocaleNegotiation};
 
 /// The languages the page is written in, as the mails are.
@@ -79,14 +79,15 @@ impl PageRenderer {
             .choose(preferred.iter().copied().chain(accepted.iter()))
     }
 
-    /// The page's HTML in a shipped locale. Only fails if a shipped template is broken,
-    /// which the unit tests rule out.
+    /// The page's HTML in a shipped locale, naming `address` where the page is about it. Only
+    /// fails if a shipped template is broken, which the unit tests rule out.
     pub fn render(
         &self,
         page: Page,
         locale: &'static str,
         form: Option<PageForm<'_>>,
         continue_to: Option<&str>,
+        address: Option<&MaskedAddress>,
     ) -> Result<String, String> {
         let compiled = self.compiled()?;
         let table = compiled.strings.get(locale).ok_or_else(|| format!("no strings for {locale}"))?;
@@ -105,7 +106,19 @@ impl PageRenderer {
         };
         let continue_label = continue_to.map(|_| text("continue")).transpose()?;
         let title = text(&format!("{key}.title"))?;
-        let body_text = text(&format!("{key}.text"))?;
+        let mut body_text = text(&format!("{key}.text"))?;
+        if let Page::TooManyRequests { retry_after_seconds } = page {
+            body_text = body_text.replace("{retry_in}", &crate::durations::retry_in(locale, retry_after_seconds)?);
+        }
+        let address = match address.filter(|_| page.shows_address()) {
+            None => None,
+            Some(masked) => {
+                let line = text("address")?;
+                let (before, after) =
+                    line.split_once("{address}").ok_or_else(|| format!("{locale}: address has no {{address}}"))?;
+                Some(context! { before, masked => masked.as_str(), after })
+            }
+        };
         compiled
             .env
             .get_template("page.html")
@@ -121,6 +134,7 @@ impl PageRenderer {
                     form,
                     continue_to,
                     continue_label,
+                    address,
                 })
             })
             .map_err(|err| format!("rendering {key}: {err}"))
@@ -202,7 +216,7 @@ mod tests {
             let mut titles = BTreeSet::new();
             for page in EVERY_PAGE {
                 let form = PageForm { action: "confirm", token: "t.o.k", redirect_to: None };
-                let html = renderer.render(*page, locale, Some(form), None).unwrap();
+                let html = renderer.render(*page, locale, Some(form), None, None).unwrap();
                 assert!(html.contains(&format!("<html lang=\"{locale}\">")), "{locale} {page:?}");
                 assert_eq!(html.contains("<button type=\"submit\">"), page.button().is_some(), "{locale} {page:?}");
                 let title = html.split("<h1 id=\"page-title\">").nth(1).unwrap().split("</h1>").next().unwrap();
@@ -210,7 +224,7 @@ mod tests {
             }
             assert_eq!(titles.len(), EVERY_PAGE.len(), "{locale}: every outcome says something different");
         }
-        let french = renderer.render(Page::Confirmed, "fr", None, None).unwrap();
+        let french = renderer.render(Page::Confirmed, "fr", None, None, None).unwrap();
         assert!(french.contains("Votre adresse e-mail est confirmée"));
     }
 
@@ -219,10 +233,61 @@ mod tests {
         let renderer = PageRenderer::new("<Acme & Co>".to_owned(), "en");
         let form =
             PageForm { action: "confirm", token: "\"><script>", redirect_to: Some("https://a.example/?a=1&b=2") };
-        let html = renderer.render(Page::AskToConfirm, "en", Some(form), None).unwrap();
+        let html = renderer.render(Page::AskToConfirm, "en", Some(form), None, None).unwrap();
         assert!(html.contains("&lt;Acme &amp; Co&gt;") && !html.contains("<Acme"));
         assert!(!html.contains("\"><script>"));
         assert!(html.contains("value=\"https:&#x2f;&#x2f;a.example&#x2f;?a=1&amp;b=2\""), "{html}");
+    }
+
+    fn masked(typed: &str) -> MaskedAddress {
+        MaskedAddress::of(&crate::domain::EmailAddress::parse(typed).unwrap())
+    }
+
+    #[test]
+    fn the_pages_about_the_address_name_it_masked_in_every_locale() {
+        let renderer = renderer();
+        let address = masked("ada@example.com");
+        for locale in PAGE_LOCALES {
+            for page in EVERY_PAGE {
+                let html = renderer.render(*page, locale, None, None, Some(&address)).unwrap();
+                assert_eq!(
+                    html.contains("<strong>a•••@example.com</strong>"),
+                    page.shows_address(),
+                    "{locale} {page:?}"
+                );
+                assert!(!html.contains("ada@"), "{locale} {page:?}");
+            }
+        }
+        let english = renderer.render(Page::Confirmed, "en", None, None, Some(&address)).unwrap();
+        assert!(english.contains("E-mail address: <strong>a•••@example.com</strong>"), "{english}");
+        let french = renderer.render(Page::AskToConfirm, "fr", None, None, Some(&address)).unwrap();
+        assert!(french.contains("Adresse e-mail : <strong>a•••@example.com</strong>"), "{french}");
+    }
+
+    #[test]
+    fn the_throttle_page_says_when_to_ask_again_and_that_the_last_link_works() {
+        let renderer = renderer();
+        let page = |seconds, locale| {
+            renderer.render(Page::TooManyRequests { retry_after_seconds: seconds }, locale, None, None, None).unwrap()
+        };
+        assert!(page(300, "en").contains("You can ask for a new link again in 5 minutes."), "{}", page(300, "en"));
+        assert!(page(300, "en").contains("the last link we sent you still works"));
+        assert!(page(45, "en").contains("again in 45 seconds."));
+        assert!(page(3_600, "de").contains("Sie können in 1 Stunde wieder"));
+        assert!(page(120, "fr").contains("demander un nouveau lien dans 2 minutes."));
+        assert!(page(1, "es").contains("dentro de 1 segundo."));
+        assert!(page(2 * 86_400, "it").contains("tra 2 giorni."));
+        for locale in PAGE_LOCALES {
+            assert!(!page(59, locale).contains("{retry_in}"), "{locale}");
+        }
+    }
+
+    #[test]
+    fn the_page_has_a_dark_scheme_under_its_hashed_style() {
+        let html = renderer().render(Page::AskToConfirm, "en", None, None, None).unwrap();
+        assert!(html.contains(r#"<meta name="color-scheme" content="light dark">"#));
+        let style = html.split("<style>").nth(1).unwrap().split("</style>").next().unwrap();
+        assert!(style.contains("color-scheme:light dark") && style.contains("@media (prefers-color-scheme:dark)"));
     }
 
     #[test]
@@ -244,7 +309,7 @@ mod tests {
         assert!(csp.starts_with("default-src 'none'; style-src 'sha256-"));
         assert!(csp.contains("form-action 'self' https://app.example.com;"));
         assert!(csp.contains("frame-ancestors 'none'"));
-        let html = renderer().render(Page::Invalid, "en", None, None).unwrap();
+        let html = renderer().render(Page::Invalid, "en", None, None, None).unwrap();
         let style = html.split("<style>").nth(1).unwrap().split("</style>").next().unwrap();
         let hash = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(style.as_bytes()));
         assert!(csp.contains(&hash), "the hash covers the style exactly as served");

@@ -79,9 +79,12 @@ impl Delivery {
         let user = &claim.user;
         let locale = self.settings.choose_locale(requested_locale, user.locale.as_ref());
         let link = self.links.issue(user, locale, now)?;
-        let valid_hours = self.links.lifetime.as_secs().div_ceil(3600);
-        let mail =
-            self.settings.templates.render_confirmation(locale, &self.settings.app_name, &link.url, valid_hours)?;
+        let mail = self.settings.templates.render_confirmation(
+            locale,
+            &self.settings.app_name,
+            &link.url,
+            self.links.lifetime,
+        )?;
         self.mailer.send(&user.email, &mail).await?;
         tracing::info!(locale, "confirmation mail sent");
         if let Err(err) = self.claims.record_accepted(claim, now).await {
