@@ -89,6 +89,19 @@ pub struct AppEvent {
     pub detail: EventDetail,
 }
 
+/// Frees the address look-up a removed user leaves behind (TTL removes the user item only).
+#[async_trait]
+pub trait AddressRelease: Send + Sync {
+    async fn release_address(&self, user: &User) -> anyhow::Result<()>;
+}
+
+#[async_trait]
+impl AddressRelease for crate::store::DynamoStore {
+    async fn release_address(&self, user: &User) -> anyhow::Result<()> {
+        crate::store::DynamoStore::release_address(self, user).await
+    }
+}
+
 /// Hands events to the bus.
 #[async_trait]
 pub trait EventPublisher: Send + Sync {
@@ -183,7 +196,13 @@ pub fn events_of(record: &StreamRecord, now: UnixTime) -> anyhow::Result<Vec<App
     match (&old_user, &new_user) {
         (Some(old_user), None) => {
             let at = record.written_at().unwrap_or(now);
-            let kind = if record.removed_by_ttl() && old_user.status == UserStatus::EmailConfirmationPending {
+            // Removed by TTL, or by a new sign-up that took over the address of a pending user
+            // past its time to live (TTL is lazy): either way, the sign-up expired.
+            let expires_at = old
+                .as_ref()
+                .and_then(|item| crate::store::stored_time(item, crate::store::TTL_ATTRIBUTE).ok().flatten());
+            let expired = record.removed_by_ttl() || expires_at.is_some_and(|expiry| expiry <= at);
+            let kind = if expired && old_user.status == UserStatus::EmailConfirmationPending {
                 EventType::PendingSignUpExpired
             } else {
                 EventType::UserDeleted
@@ -244,6 +263,15 @@ fn newly_accepted(
         Some(accepted) => of(old, "accepted_claim_id").as_ref() != Some(&accepted),
         None => of(new, "last_mail_sent_at").is_some() && of(old, "last_mail_sent_at") != of(new, "last_mail_sent_at"),
     }
+}
+
+/// The user an expiry removed (a deletion removes its look-up in the same transaction).
+fn removed_user(events: &[AppEvent], record: &StreamRecord) -> Option<User> {
+    if !events.iter().any(|event| event.kind == EventType::PendingSignUpExpired) {
+        return None;
+    }
+    let old = record.dynamodb.old_image.as_ref().and_then(|json| image(json).ok())?;
+    crate::store::user_from_item(&old).ok()
 }
 
 enum DeliveryChange {
@@ -360,16 +388,17 @@ pub struct StreamItemFailure {
 /// Publishes the events of the table's change stream.
 pub struct ChangeStreamConsumer {
     publisher: Arc<dyn EventPublisher>,
+    addresses: Arc<dyn AddressRelease>,
     clock: Arc<dyn Clock>,
 }
 
 impl ChangeStreamConsumer {
     pub fn from_config(w: &Wiring<'_>) -> Result<Self, ConfigError> {
-        Ok(Self::new(Arc::new(EventBridgePublisher::from_config(w)?), w.clock.clone()))
+        Ok(Self::new(Arc::new(EventBridgePublisher::from_config(w)?), w.store()?, w.clock.clone()))
     }
 
-    pub fn new(publisher: Arc<dyn EventPublisher>, clock: Arc<dyn Clock>) -> Self {
-        Self { publisher, clock }
+    pub fn new(publisher: Arc<dyn EventPublisher>, addresses: Arc<dyn AddressRelease>, clock: Arc<dyn Clock>) -> Self {
+        Self { publisher, addresses, clock }
     }
 
     /// Publishes every record's events in order, ten to a call; at the first record that could
@@ -382,7 +411,18 @@ impl ChangeStreamConsumer {
         let mut unreadable = None;
         for (index, record) in event.records.iter().enumerate() {
             match events_of(record, now) {
-                Ok(events) => pending.extend(events.into_iter().map(|event| (index, event))),
+                Ok(events) => {
+                    // A removed user's address look-up goes with it (conditioned on still being
+                    // its own), before the event says the address is free.
+                    if let Some(user) = removed_user(&events, record)
+                        && let Err(err) = self.addresses.release_address(&user).await
+                    {
+                        tracing::error!(error = %error_chain(err.as_ref()), "an address could not be released");
+                        unreadable = Some(index);
+                        break;
+                    }
+                    pending.extend(events.into_iter().map(|event| (index, event)));
+                }
                 Err(err) => {
                     tracing::error!(error = %error_chain(err.as_ref()), sequence_number = %record.dynamodb.sequence_number, "a change record could not be read");
                     unreadable = Some(index);
@@ -612,9 +652,18 @@ mod tests {
             "OldImage": user_image(json!({})), "NewImage": user_image(json!({"last_mail_sent_at": {"N": at.to_string()}}))}})
     }
 
+    struct NoAddresses;
+
+    #[async_trait]
+    impl AddressRelease for NoAddresses {
+        async fn release_address(&self, _user: &User) -> anyhow::Result<()> {
+            Ok(())
+        }
+    }
+
     fn consumer(answers: Vec<anyhow::Result<Vec<bool>>>) -> (ChangeStreamConsumer, Arc<ScriptedBus>) {
         let bus = Arc::new(ScriptedBus { answers: answers.into(), given: Default::default() });
-        (ChangeStreamConsumer::new(bus.clone(), Arc::new(crate::ports::SystemClock)), bus)
+        (ChangeStreamConsumer::new(bus.clone(), Arc::new(NoAddresses), Arc::new(crate::ports::SystemClock)), bus)
     }
 
     #[tokio::test]

@@ -142,6 +142,12 @@ pub fn cooldown(source: &dyn Source) -> Result<CooldownPolicy, ConfigError> {
     Ok(CooldownPolicy { period: seconds(source, "COOLDOWN_SECONDS", 60)? })
 }
 
+/// `PENDING_SIGNUP_TTL_SECONDS`: how long a sign-up may stay unconfirmed before DynamoDB's TTL
+/// removes it and frees its address (default 7 days).
+pub fn pending_signup_ttl(source: &dyn Source) -> Result<Duration, ConfigError> {
+    seconds(source, "PENDING_SIGNUP_TTL_SECONDS", 7 * 24 * 60 * 60)
+}
+
 /// `EMAIL_ENABLED`: whether mail goes out at all; the contracts answer "e-mail disabled" when not.
 pub fn email_enabled(source: &dyn Source) -> Result<bool, ConfigError> {
     flag(source, "EMAIL_ENABLED", true)

@@ -41,11 +41,18 @@ pub const TTL_ATTRIBUTE: &str = "expires_at";
 pub struct DynamoStore {
     aws: Arc<AwsClients>,
     table: String,
+    /// How long a pending user lives unconfirmed (its `expires_at`, which TTL reads).
+    pending_ttl: std::time::Duration,
 }
 
 impl DynamoStore {
     pub fn new(aws: Arc<AwsClients>, table: String) -> Self {
-        Self { aws, table }
+        Self { aws, table, pending_ttl: std::time::Duration::from_secs(7 * 24 * 60 * 60) }
+    }
+
+    /// The same store, with pending users living `ttl` unconfirmed.
+    pub fn with_pending_ttl(self, ttl: std::time::Duration) -> Self {
+        Self { pending_ttl: ttl, ..self }
     }
 
     /// One item, read consistently: decisions never act on a stale copy.
@@ -104,12 +111,14 @@ impl UserRegistry for DynamoStore {
         };
         let claim_id = first_mail_until.map(|_| ClaimId::random());
         let mut item = user_item(&user, now);
+        // TTL removes a sign-up never confirmed; confirming removes the attribute.
+        item.insert(TTL_ATTRIBUTE.into(), number(now.plus(self.pending_ttl).0));
         if let Some(id) = &claim_id {
             item.insert("claim_id".into(), AttributeValue::S(id.as_str().into()));
         }
         let put_user = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(item))
+            .set_item(Some(item.clone()))
             .condition_expression("attribute_not_exists(pk)")
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
@@ -161,7 +170,12 @@ impl UserRegistry for DynamoStore {
             return Ok(CreateOutcome::Existing(user_from_item(existing)?));
         }
         if failed(1) {
-            return Ok(CreateOutcome::AddressTaken);
+            // TTL is lazy: an owner past its time to live may still be there. It does not hold
+            // the address against a new sign-up.
+            return match self.take_over_expired_address(&user, item, now).await? {
+                true => Ok(created(user)),
+                false => Ok(CreateOutcome::AddressTaken),
+            };
         }
         Err(failure.context(format!("creating a pending user (cancelled: {})", reason_codes(canceled))))
     }
@@ -235,6 +249,113 @@ impl UserRegistry for DynamoStore {
             Ok(Err(AddressChangeRefusal::UserChanged))
         } else {
             Err(failure.context(format!("changing a pending address (cancelled: {})", reason_codes(canceled))))
+        }
+    }
+}
+
+impl DynamoStore {
+    /// Creates `user` (its `item`) on an address whose owner is a pending sign-up past its time
+    /// to live, or gone with its look-up left behind: one read of the look-up, one of the owner,
+    /// and one transaction that removes the expired owner, moves the look-up and creates the
+    /// user, each conditioned on what was read. `false`: the owner holds the address.
+    async fn take_over_expired_address(&self, user: &User, item: Item, now: UnixTime) -> anyhow::Result<bool> {
+        let lookup = self.read(email_key(&user.email)).await.context("reading the address look-up")?;
+        let owner_id = lookup.as_ref().and_then(|l| l.get("user_id")).and_then(|id| id.as_s().ok()).cloned();
+        let Some(owner_id) = owner_id else { return Ok(false) };
+        let owner_key = AttributeValue::S(format!("{USER_KEY_PREFIX}{owner_id}"));
+        let owner = self.read(owner_key.clone()).await.context("reading the address's owner")?;
+        let expired = match &owner {
+            None => true,
+            Some(owner) => {
+                let pending = owner.get("status").and_then(|s| s.as_s().ok()).map(String::as_str)
+                    == Some(UserStatus::EmailConfirmationPending.as_str());
+                let expires_at = stored_time(owner, TTL_ATTRIBUTE)?;
+                pending && expires_at.is_some_and(|at| at <= now)
+            }
+        };
+        if !expired {
+            return Ok(false);
+        }
+        let owner_id = AttributeValue::S(owner_id);
+        let mut transaction = self
+            .aws
+            .dynamodb()
+            .await
+            .transact_write_items()
+            .transact_items(
+                TransactWriteItem::builder()
+                    .put(
+                        Put::builder()
+                            .table_name(&self.table)
+                            .set_item(Some(item))
+                            .condition_expression("attribute_not_exists(pk)")
+                            .build()
+                            .context("building the user put")?,
+                    )
+                    .build(),
+            )
+            .transact_items(
+                TransactWriteItem::builder()
+                    .put(
+                        Put::builder()
+                            .table_name(&self.table)
+                            .item("pk", email_key(&user.email))
+                            .item("kind", AttributeValue::S("email".into()))
+                            .item("user_id", AttributeValue::S(user.id.as_str().into()))
+                            .condition_expression("user_id = :owner")
+                            .expression_attribute_values(":owner", owner_id)
+                            .build()
+                            .context("building the address put")?,
+                    )
+                    .build(),
+            );
+        if owner.is_some() {
+            transaction = transaction.transact_items(
+                TransactWriteItem::builder()
+                    .delete(
+                        Delete::builder()
+                            .table_name(&self.table)
+                            .key("pk", owner_key)
+                            .condition_expression(format!("#status = :pending AND {TTL_ATTRIBUTE} <= :now"))
+                            .expression_attribute_names("#status", "status")
+                            .expression_attribute_values(":pending", status_value(UserStatus::EmailConfirmationPending))
+                            .expression_attribute_values(":now", number(now.0))
+                            .build()
+                            .context("building the expired owner's delete")?,
+                    )
+                    .build(),
+            );
+        }
+        match transaction.send().await {
+            Ok(_) => Ok(true),
+            Err(err) => {
+                let failure = redacted(DYNAMODB, &err);
+                match err.into_service_error() {
+                    // Someone confirmed, took or freed the address meanwhile: it is not ours.
+                    TransactWriteItemsError::TransactionCanceledException(_) => Ok(false),
+                    _ => Err(failure.context("taking over an expired sign-up's address")),
+                }
+            }
+        }
+    }
+
+    /// Removes the address look-up a removed user left behind, unless another user owns it now.
+    pub async fn release_address(&self, user: &User) -> anyhow::Result<()> {
+        let result = self
+            .aws
+            .dynamodb()
+            .await
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", email_key(&user.email))
+            .condition_expression("user_id = :user_id")
+            .expression_attribute_values(":user_id", AttributeValue::S(user.id.as_str().into()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(()),
+            Err(err) => Err(redacted(DYNAMODB, &err).context("releasing an expired sign-up's address")),
         }
     }
 }
@@ -751,9 +872,15 @@ mod tests {
 
     #[tokio::test]
     async fn an_address_owned_by_another_user_is_told_apart_from_an_existing_user() {
+        use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
         let rule = mock!(aws_sdk_dynamodb::Client::transact_write_items)
             .then_error(|| cancelled(&["None", "ConditionalCheckFailed"]));
-        let store = store_answering(&[&rule]);
+        // The owner the look-up names is confirmed: it keeps the address.
+        let lookup = mock!(aws_sdk_dynamodb::Client::get_item)
+            .then_output(|| GetItemOutput::builder().item("user_id", AttributeValue::S("owner".into())).build());
+        let owner = mock!(aws_sdk_dynamodb::Client::get_item)
+            .then_output(|| GetItemOutput::builder().item("status", AttributeValue::S("ENABLED".into())).build());
+        let store = store_answering(&[&rule, &lookup, &owner]);
         let result = store.create_pending_user(&sign_up(), UnixTime(0), None).await.unwrap();
         assert!(matches!(result, CreateOutcome::AddressTaken), "{result:?}");
     }

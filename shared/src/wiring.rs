@@ -34,7 +34,8 @@ impl<'a> Wiring<'a> {
 
     /// The table (`TABLE_NAME`), behind every storage port.
     pub fn store(&self) -> Result<Arc<DynamoStore>, ConfigError> {
-        Ok(Arc::new(DynamoStore::new(self.aws.clone(), config::table_name(self.config)?)))
+        let store = DynamoStore::new(self.aws.clone(), config::table_name(self.config)?);
+        Ok(Arc::new(store.with_pending_ttl(config::pending_signup_ttl(self.config)?)))
     }
 
     /// SES, sending as `SENDER_ADDRESS`.

@@ -63,7 +63,7 @@ impl TestStack {
         verify_sender(&aws, LOCAL_SENDER).await.expect("the sender identity in moto");
         let clock = Arc::new(TestClock::default());
         let functions = Functions::build_calling(&env, clock.clone(), endpoint).expect("every function configured");
-        let api = Arc::new(LocalApi::new(&functions, &template, &env).await.expect("the local API"));
+        let api = Arc::new(LocalApi::new(&functions, &template, &env, clock.clone()).await.expect("the local API"));
         tokio::spawn(serve(listener, api.clone()));
         Self {
             base_url,
@@ -118,6 +118,12 @@ impl TestStack {
     /// source mapping would) and answers what reached this stack's bus, in publish order.
     pub async fn events(&self) -> Vec<Value> {
         self.api.events().await.expect("the stream delivered and the events read")
+    }
+
+    /// DynamoDB's TTL, now, at the functions' time: every item past its `expires_at` goes.
+    pub async fn expire_ttl(&self) -> usize {
+        let dynamodb = self.aws.dynamodb().await;
+        self.api.stream.expire(dynamodb, self.clock_now()).await.expect("the TTL sweep")
     }
 
     /// [`Self::events`] of one user: `(detail-type, detail)`.

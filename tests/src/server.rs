@@ -51,6 +51,7 @@ impl LocalApi {
         functions: &Functions,
         template: &Template,
         env: &HashMap<String, String>,
+        clock: Arc<dyn mailconfirm::ports::Clock>,
     ) -> anyhow::Result<Self> {
         let moto_url = crate::stack::moto_url()?;
         let http = reqwest::Client::new();
@@ -58,7 +59,7 @@ impl LocalApi {
         let event_bus = env.get("EVENT_BUS_NAME").cloned().unwrap_or_else(|| "default".to_owned());
         create_event_bus(&http, &moto_url, &event_bus).await?;
         let stream =
-            Arc::new(StreamPoller::new(http.clone(), moto_url.clone(), table, functions.change_events.clone()));
+            Arc::new(StreamPoller::new(http.clone(), moto_url.clone(), table, functions.change_events.clone(), clock));
         Ok(Self {
             gateway: functions.gateway(template)?,
             sign_up: functions.sign_up.clone(),
@@ -69,6 +70,11 @@ impl LocalApi {
             event_bus,
             mail_feedback: functions.mail_feedback.clone(),
         })
+    }
+
+    /// A DynamoDB client of the local tools (not a function's).
+    async fn store_client(&self) -> aws_sdk_dynamodb::Client {
+        mailconfirm::aws::AwsClients::new().dynamodb().await.clone()
     }
 
     /// Delivers an SES notification (the JSON SES publishes) as SNS would: as the `Message`
@@ -216,6 +222,13 @@ impl LocalApi {
                     Err(err) => json_reply(500, &json!({"message": format!("could not read {OPENAPI_PATH}: {err}")})),
                 }
             }
+            ("POST", "/_local/ttl-sweep") => {
+                let dynamodb = self.store_client().await;
+                match self.stream.expire(&dynamodb, mailconfirm::domain::UnixTime::now()).await {
+                    Ok(deleted) => json_reply(200, &json!({ "deleted": deleted })),
+                    Err(err) => json_reply(502, &json!({ "message": format!("the TTL sweep failed: {err:#}") })),
+                }
+            }
             ("POST", "/_local/ses-feedback") => match self.post_ses_feedback(&request.body).await {
                 Ok(()) => json_reply(200, &json!({ "recorded": true })),
                 Err(err) => json_reply(500, &json!({ "message": format!("the feedback function failed: {err:#}") })),
@@ -301,6 +314,7 @@ impl LocalApi {
              <li><code>GET /_local/users/&lt;id&gt;</code> — a user as stored (status, address, language)</li>\
              <li><a href=\"/_local/openapi.json\">/_local/openapi.json</a> — the OpenAPI description of the routes</li>\
              <li><a href=\"/_local/inbox\">/_local/inbox</a> and <a href=\"/_local/inbox.json\">/_local/inbox.json</a> — the mail sent</li>\
+             <li><code>POST /_local/ttl-sweep</code> — remove what DynamoDB's TTL would remove now (expired sign-ups)</li>\
              <li><code>POST /_local/ses-feedback</code> — post an SES bounce or complaint notification through the feedback function</li>\
              <li><a href=\"/_local/events.json\">/_local/events.json</a> — the events published to EventBridge</li>\
              </ul></body></html>"

@@ -83,6 +83,7 @@ pub const OVERRIDABLE: &[&str] = &[
     "SES_MAX_SEND_RATE",
     "SIGNUP_MAXIMUM_CONCURRENCY",
     "SIGNUP_BATCH_SIZE",
+    "PENDING_SIGNUP_TTL_SECONDS",
 ];
 
 /// Records which AWS operations a function makes, as `Service:Operation`.

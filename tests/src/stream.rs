@@ -74,6 +74,8 @@ pub struct StreamPoller {
     moto_url: String,
     table: String,
     consumer: Arc<dyn StreamHandler>,
+    /// The functions' clock, which dates the records (moto dates them by the real clock).
+    clock: Arc<dyn mailconfirm::ports::Clock>,
     /// The last record delivered and answered as done; one delivery at a time, as Lambda
     /// runs one batch per shard at a time.
     position: Mutex<Option<String>>,
@@ -85,13 +87,60 @@ pub struct StreamPoller {
 const BATCH_SIZE: usize = 100;
 
 impl StreamPoller {
-    pub fn new(http: reqwest::Client, moto_url: String, table: String, consumer: Arc<dyn StreamHandler>) -> Self {
-        Self { http, moto_url, table, consumer, position: Mutex::new(None), removed_by_ttl: Default::default() }
+    pub fn new(
+        http: reqwest::Client,
+        moto_url: String,
+        table: String,
+        consumer: Arc<dyn StreamHandler>,
+        clock: Arc<dyn mailconfirm::ports::Clock>,
+    ) -> Self {
+        Self { http, moto_url, table, consumer, clock, position: Mutex::new(None), removed_by_ttl: Default::default() }
     }
 
     /// The function the stream is delivered to.
     pub fn consumer(&self) -> Arc<dyn StreamHandler> {
         self.consumer.clone()
+    }
+
+    /// Does what DynamoDB's TTL does, at once: deletes every item whose `expires_at` is past
+    /// `now` (each conditioned on it still being past), as the TTL service, so the stream
+    /// shows the removal with DynamoDB's identity. Returns how many it deleted.
+    pub async fn expire(
+        &self,
+        dynamodb: &aws_sdk_dynamodb::Client,
+        now: mailconfirm::domain::UnixTime,
+    ) -> anyhow::Result<usize> {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        let attribute = mailconfirm::store::TTL_ATTRIBUTE;
+        let scanned = dynamodb
+            .scan()
+            .table_name(&self.table)
+            .filter_expression(format!("{attribute} < :now"))
+            .expression_attribute_values(":now", AttributeValue::N(now.0.to_string()))
+            .send()
+            .await
+            .map_err(|err| anyhow::anyhow!(err.into_service_error()))
+            .context("scanning for expired items")?;
+        let mut deleted = 0;
+        for item in scanned.items() {
+            let Some(key) = item.get("pk").cloned() else { continue };
+            let pk = key.as_s().cloned().unwrap_or_default();
+            self.mark_removed_by_ttl(&pk);
+            let result = dynamodb
+                .delete_item()
+                .table_name(&self.table)
+                .key("pk", key)
+                .condition_expression(format!("{attribute} < :now"))
+                .expression_attribute_values(":now", AttributeValue::N(now.0.to_string()))
+                .send()
+                .await;
+            match result {
+                Ok(_) => deleted += 1,
+                Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
+                Err(err) => return Err(anyhow::anyhow!(err.into_service_error()).context("deleting an expired item")),
+            }
+        }
+        Ok(deleted)
     }
 
     /// Marks a key whose removal is DynamoDB's TTL at work.
@@ -185,6 +234,8 @@ impl StreamPoller {
     /// TTL removal the service identity.
     fn as_lambda_record(&self, mut record: Value, stream_arn: &str) -> Value {
         record["eventSourceARN"] = json!(stream_arn);
+        // Epoch seconds, as Lambda's records carry them, at the time the functions see.
+        record["dynamodb"]["ApproximateCreationDateTime"] = json!(self.clock.now().0);
         let pk = record["dynamodb"]["Keys"]["pk"]["S"].as_str().unwrap_or_default().to_owned();
         let by_ttl = record["eventName"] == "REMOVE" && self.removed_by_ttl.lock().is_ok_and(|keys| keys.contains(&pk));
         if by_ttl {

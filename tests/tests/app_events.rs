@@ -115,6 +115,7 @@ async fn a_consumer_that_dies_after_publishing_publishes_the_same_event_ids_agai
         mailconfirm_local::stack::moto_url().unwrap(),
         stack.table.clone(),
         stack.api.stream.consumer(),
+        stack.clock.clone(),
     );
     assert!(replay.deliver().await.unwrap() > 0);
     let again = stack.events_of(&user_id).await;

@@ -156,7 +156,10 @@ async fn each_policy_grants_exactly_the_aws_actions_its_function_calls() {
     // mail-feedback: a bounce for a user's address (a look-up and a write).
     stack.ses_feedback(&email_d, Some("Permanent")).await;
 
-    // change-events: the stream of everything above, published.
+    // change-events: the stream of everything above, published; a week on, TTL removes the
+    // pending sign-ups and the consumer releases their addresses.
+    stack.clock.advance(8 * 24 * 3600);
+    assert!(stack.expire_ttl().await > 0);
     assert!(!stack.events().await.is_empty());
 
     let called: BTreeMap<String, BTreeSet<String>> = stack

@@ -32,11 +32,20 @@ async fn main() -> anyhow::Result<()> {
     create_table(&aws, &template, &table).await?;
     verify_sender(&aws, LOCAL_SENDER).await?;
     let functions = Functions::build(&env, Arc::new(mailconfirm::ports::SystemClock))?;
-    let api = Arc::new(LocalApi::new(&functions, &template, &env).await?);
+    let api = Arc::new(LocalApi::new(&functions, &template, &env, Arc::new(mailconfirm::ports::SystemClock)).await?);
     // The change stream, delivered as Lambda's event source mapping would: in order, every 250 ms.
+    // DynamoDB's TTL, which in AWS takes up to a few days, runs here every few seconds.
     let stream = api.stream.clone();
+    let dynamodb = aws.dynamodb().await.clone();
     tokio::spawn(async move {
+        let mut round = 0u32;
         loop {
+            round = round.wrapping_add(1);
+            if round.is_multiple_of(20)
+                && let Err(err) = stream.expire(&dynamodb, mailconfirm::domain::UnixTime::now()).await
+            {
+                tracing::warn!(error = format!("{err:#}"), "could not run the TTL sweep");
+            }
             if let Err(err) = stream.deliver().await {
                 tracing::warn!(error = format!("{err:#}"), "could not deliver the table's stream");
             }
@@ -54,5 +63,6 @@ async fn main() -> anyhow::Result<()> {
     println!("  GET    {base_url}/_local/openapi.json  the OpenAPI description of the routes");
     println!("  GET    {base_url}/_local/events.json   the events published to EventBridge");
     println!("  POST   {base_url}/_local/ses-feedback  post an SES bounce or complaint (as SNS delivers it)");
+    println!("  POST   {base_url}/_local/ttl-sweep     remove what DynamoDB's TTL would remove now");
     serve(listener, api).await
 }
