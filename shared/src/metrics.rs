@@ -32,6 +32,10 @@ pub enum Metric {
     EventsPublished,
     /// A batch of the change stream left to be retried because an event was not taken.
     EventsFailed,
+    /// A command on the sign-up queue (resend, change_email) refused as its request deserved
+    /// (cooldown, confirmed or unknown user, taken or undeliverable address, mail disabled):
+    /// done, not delivered again.
+    CommandsRefused,
 }
 
 impl Metric {
@@ -47,6 +51,7 @@ impl Metric {
             Metric::MailsComplained => "MailsComplained",
             Metric::EventsPublished => "EventsPublished",
             Metric::EventsFailed => "EventsFailed",
+            Metric::CommandsRefused => "CommandsRefused",
         }
     }
 }

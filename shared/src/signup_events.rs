@@ -1,46 +1,152 @@
-//! The sign-up consumer: SQS messages whose body is a sign-up event, plain or inside an
-//! EventBridge envelope. Each message succeeds or fails on its own (partial batch response).
+//! The sign-up queue's consumer: SQS messages whose body is a command, plain or inside an
+//! EventBridge envelope whose `detail` it is. The `action` field names the command: `sign_up`
+//! (the default, so plain sign-up events keep working), `resend` or `change_email`; in an
+//! envelope without one, the `detail-type` may name it. Each message succeeds or fails on its own
+//! (partial batch response).
 //!
-//! Under a burst it sends at its share of SES's rate ([`crate::pacing`]). A mail SES refuses for
-//! its rate is "later", not a failure: the pacer pauses and the message is tried again in the
-//! same invocation, so it costs no receive; only when the invocation has no time left to begin
-//! it does it go back to the queue, to come back after the visibility timeout.
+//! Under a burst it sends at its share of SES's rate ([`crate::pacing`]), resends and new
+//! addresses through the same pacer as first mails. A mail SES refuses for its rate is "later",
+//! not a failure: the pacer pauses and the message is tried again in the same invocation, so it
+//! costs no receive; only when the invocation has no time left to begin it does it go back to
+//! the queue, to come back after the visibility timeout.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use serde::Deserialize;
 use tracing::Instrument;
 
 use crate::aws_policy;
-use crate::config::{self, ConfigError};
-use crate::domain::SignUp;
-use crate::domain::user::{InvalidSignUp, SignUpEvent};
+use crate::config::{self, ConfigError, Source};
+use crate::domain::user::{InvalidSignUp, SignUpEvent, locale_field, user_id_field};
+use crate::domain::{EmailAddress, Identity, Locale, SignUp, UserId};
+use crate::metrics::{self, Metric};
 use crate::pacing::{PacedMailer, Pacer, RuntimeClock, SendPace};
 use crate::ports::Clock;
-use crate::usecases::error_chain;
+use crate::usecases::change_address::{AddressChange, ChangeEmail, ChangeEmailError};
+use crate::usecases::delivery::{Delivery, DeliveryError};
+use crate::usecases::resend::{Resend, ResendError};
 use crate::usecases::signup::{SignUpError, SignUpOutcome, SignUps};
+use crate::usecases::{Failure, error_chain};
 use crate::wiring::{SqsHandler, Wiring};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MessageError {
-    #[error("the message body is not a JSON sign-up event: {0}")]
+    #[error("the message body is not a JSON command: {0}")]
     NotJson(String),
     #[error("the sign-up event is invalid: {0}")]
     Invalid(#[from] InvalidSignUp),
+    #[error("the action is none of sign_up, resend and change_email")]
+    UnknownAction,
+    #[error("a resend names its user by user_id or by email, and only one of them")]
+    ResendNamesNoOneUser,
 }
 
-/// Reads a message body: the event itself, or an EventBridge event whose `detail` it is.
-pub fn parse_message(body: &str) -> Result<SignUp, MessageError> {
+/// What a message on the sign-up queue asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// A new sign-up: create the pending user and send the first mail, once.
+    SignUp(SignUp),
+    /// The confirmation mail again, at most once per cooldown.
+    Resend { user: Identity, locale: Option<Locale> },
+    /// Moves a pending user to a new address (old links die) and mails the new one.
+    ChangeEmail { user_id: UserId, email: EmailAddress, locale: Option<Locale> },
+}
+
+impl Command {
+    pub fn action(&self) -> &'static str {
+        match self {
+            Command::SignUp(_) => "sign_up",
+            Command::Resend { .. } => "resend",
+            Command::ChangeEmail { .. } => "change_email",
+        }
+    }
+}
+
+/// The EventBridge `detail-type`s that name a command when the detail has no `action`; any
+/// other detail-type is a sign-up, as before there were commands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DetailTypes {
+    pub resend: String,
+    pub change_email: String,
+}
+
+impl Default for DetailTypes {
+    fn default() -> Self {
+        Self { resend: "ConfirmationResendRequested".into(), change_email: "EmailChangeRequested".into() }
+    }
+}
+
+impl DetailTypes {
+    /// `SIGNUP_RESEND_DETAIL_TYPE` and `SIGNUP_CHANGE_EMAIL_DETAIL_TYPE`, as the template's rule forwards them.
+    pub fn from_config(source: &dyn Source) -> Self {
+        let default = Self::default();
+        Self {
+            resend: config::optional(source, "SIGNUP_RESEND_DETAIL_TYPE").unwrap_or(default.resend),
+            change_email: config::optional(source, "SIGNUP_CHANGE_EMAIL_DETAIL_TYPE").unwrap_or(default.change_email),
+        }
+    }
+
+    fn action_of(&self, detail_type: &str) -> &'static str {
+        match detail_type {
+            t if t == self.resend => "resend",
+            t if t == self.change_email => "change_email",
+            _ => "sign_up",
+        }
+    }
+}
+
+/// The fields any command may carry; which are required depends on the action.
+#[derive(Debug, Deserialize)]
+struct CommandFields {
+    action: Option<String>,
+    user_id: Option<serde_json::Value>,
+    email: Option<String>,
+    locale: Option<String>,
+    client_id: Option<String>,
+}
+
+/// Reads a message body: the command itself, or an EventBridge event whose `detail` it is.
+pub fn parse_message(body: &str, detail_types: &DetailTypes) -> Result<Command, MessageError> {
     let mut value: serde_json::Value =
         serde_json::from_str(body).map_err(|err| MessageError::NotJson(err.classify_name()))?;
+    let mut envelope_action = None;
     if let Some(detail) = value.get_mut("detail").filter(|d| d.is_object()).map(serde_json::Value::take) {
+        envelope_action =
+            value.get("detail-type").and_then(serde_json::Value::as_str).map(|t| detail_types.action_of(t));
         value = detail;
     }
-    let event: SignUpEvent = serde_json::from_value(value)
+    let fields: CommandFields = serde_json::from_value(value)
         .map_err(|_| MessageError::NotJson("not an object of the expected shape".into()))?;
-    Ok(SignUp::try_from(event)?)
+    // An `action` in the command wins over the envelope's detail-type.
+    match fields.action.as_deref().or(envelope_action).unwrap_or("sign_up") {
+        "sign_up" => {
+            let event = SignUpEvent {
+                user_id: fields.user_id,
+                email: fields.email,
+                locale: fields.locale,
+                client_id: fields.client_id,
+            };
+            Ok(Command::SignUp(SignUp::try_from(event)?))
+        }
+        "resend" => {
+            let user = match (fields.user_id, fields.email) {
+                (Some(user_id), None) => Identity::UserId(user_id_field(user_id)?),
+                (None, Some(email)) => Identity::Email(EmailAddress::parse(&email).map_err(InvalidSignUp::from)?),
+                _ => return Err(MessageError::ResendNamesNoOneUser),
+            };
+            Ok(Command::Resend { user, locale: locale_field(fields.locale)? })
+        }
+        "change_email" => {
+            let user_id = user_id_field(fields.user_id.ok_or(InvalidSignUp::MissingUserId)?)?;
+            let email =
+                EmailAddress::parse(&fields.email.ok_or(InvalidSignUp::MissingEmail)?).map_err(InvalidSignUp::from)?;
+            Ok(Command::ChangeEmail { user_id, email, locale: locale_field(fields.locale)? })
+        }
+        _ => Err(MessageError::UnknownAction),
+    }
 }
 
 trait ClassifyName {
@@ -66,9 +172,33 @@ enum MessageOutcome {
     RefusedForRate,
 }
 
+/// What the consumer does with each command; every mail goes through one paced mailer.
+pub struct QueueCommands {
+    pub sign_ups: SignUps,
+    pub resends: Arc<Resend>,
+    pub email_changes: ChangeEmail,
+    pub detail_types: DetailTypes,
+}
+
+impl QueueCommands {
+    /// The use cases on the table of `TABLE_NAME`, mailing through `mailer`.
+    pub fn from_config(w: &Wiring<'_>, mailer: Arc<dyn crate::ports::Mailer>) -> Result<Self, ConfigError> {
+        let store = w.store()?;
+        let delivery = Delivery::from_config(w.config, store.clone(), mailer.clone())?;
+        let resends =
+            Arc::new(Resend::new(store.clone(), store.clone(), store.clone(), delivery, config::cooldown(w.config)?));
+        Ok(Self {
+            sign_ups: SignUps::from_config(w, mailer)?,
+            email_changes: ChangeEmail::new(AddressChange::new(store.clone(), store), resends.clone()),
+            resends,
+            detail_types: DetailTypes::from_config(w.config),
+        })
+    }
+}
+
 /// The sign-up queue's consumer.
 pub struct SignUpConsumer {
-    sign_ups: SignUps,
+    commands: QueueCommands,
     clock: Arc<dyn Clock>,
     pacer: Arc<Pacer>,
     /// How long into an invocation a message may still be begun (see [`aws_policy::begin_window`]).
@@ -85,12 +215,12 @@ impl SignUpConsumer {
         check_batch_fits(pace, batch_size, begin_window)?;
         let pacer = Arc::new(Pacer::new(pace, Arc::new(RuntimeClock::default())));
         let mailer = Arc::new(PacedMailer::new(w.mailer()?, pacer.clone()));
-        Ok(Self::new(SignUps::from_config(w, mailer)?, w.clock.clone(), pacer, begin_window))
+        Ok(Self::new(QueueCommands::from_config(w, mailer)?, w.clock.clone(), pacer, begin_window))
     }
 
-    /// `sign_ups` should mail through a [`PacedMailer`] on the same `pacer`.
-    pub fn new(sign_ups: SignUps, clock: Arc<dyn Clock>, pacer: Arc<Pacer>, begin_window: Duration) -> Self {
-        Self { sign_ups, clock, pacer, begin_window }
+    /// The use cases in `commands` should mail through a [`PacedMailer`] on the same `pacer`.
+    pub fn new(commands: QueueCommands, clock: Arc<dyn Clock>, pacer: Arc<Pacer>, begin_window: Duration) -> Self {
+        Self { commands, clock, pacer, begin_window }
     }
 
     /// Processes one message, tried again after a pause while SES refuses it for its rate and
@@ -114,15 +244,31 @@ impl SignUpConsumer {
     }
 
     async fn process_message(&self, body: &str) -> MessageOutcome {
-        let sign_up = match parse_message(body) {
-            Ok(sign_up) => sign_up,
+        let command = match parse_message(body, &self.commands.detail_types) {
+            Ok(command) => command,
             Err(err) => {
-                tracing::error!(error = %err, "sign-up message failed");
+                // As a malformed sign-up always was: redelivered, then kept in the dead-letter queue.
+                tracing::error!(error = %err, "sign-up queue message failed");
                 return MessageOutcome::Redeliver;
             }
         };
+        let now = self.clock.now();
         // Boxed: the nested SDK futures are otherwise too deep for the compiler's layout query.
-        match Box::pin(self.sign_ups.process(&sign_up, self.clock.now())).await {
+        match command {
+            Command::SignUp(sign_up) => Box::pin(self.sign_up(&sign_up)).await,
+            Command::Resend { user, locale } => {
+                let result = Box::pin(self.commands.resends.resend_to_unthrottled(&user, locale.as_ref(), now)).await;
+                command_outcome("resend", result.map_err(CommandError::Resend))
+            }
+            Command::ChangeEmail { user_id, email, locale } => {
+                let result = Box::pin(self.commands.email_changes.change(&user_id, &email, locale.as_ref(), now)).await;
+                command_outcome("change_email", result.map_err(CommandError::ChangeEmail))
+            }
+        }
+    }
+
+    async fn sign_up(&self, sign_up: &SignUp) -> MessageOutcome {
+        match self.commands.sign_ups.process(sign_up, self.clock.now()).await {
             Ok(SignUpOutcome::MailSent) => tracing::info!("sign-up processed; first mail sent"),
             Ok(SignUpOutcome::CreatedWithoutMail) => tracing::info!("sign-up processed; mail is disabled"),
             Ok(SignUpOutcome::AlreadyHandled) => tracing::info!("sign-up already handled; nothing sent again"),
@@ -137,6 +283,56 @@ impl SignUpConsumer {
             }
         }
         MessageOutcome::Done
+    }
+}
+
+/// Why a command sent no mail: a refusal it deserved, or a failure of ours.
+enum CommandError {
+    Resend(ResendError),
+    ChangeEmail(ChangeEmailError),
+}
+
+impl CommandError {
+    fn failure(&self) -> Option<&Failure> {
+        match self {
+            CommandError::Resend(ResendError::Failed(failure))
+            | CommandError::ChangeEmail(ChangeEmailError::Failed(failure)) => Some(failure),
+            _ => None,
+        }
+    }
+
+    /// The refusal's name for the log line; never an address.
+    fn refusal(&self) -> String {
+        match self {
+            CommandError::Resend(err) => err.to_string(),
+            CommandError::ChangeEmail(err) => err.to_string(),
+        }
+    }
+}
+
+/// A refusal is an outcome (done, counted), since delivering the command again cannot change
+/// it; only a failure of ours is delivered again, and a mail SES refused for its rate tried later.
+fn command_outcome<T>(action: &'static str, result: Result<T, CommandError>) -> MessageOutcome {
+    let err = match result {
+        Ok(_) => {
+            tracing::info!(action, "command processed; mail sent");
+            return MessageOutcome::Done;
+        }
+        Err(err) => err,
+    };
+    match err.failure() {
+        Some(Failure::Delivery(DeliveryError::MailSend(refusal))) if refusal.is_refused_for_rate() => {
+            MessageOutcome::RefusedForRate
+        }
+        Some(failure) => {
+            failure.report();
+            MessageOutcome::Redeliver
+        }
+        None => {
+            tracing::info!(action, outcome = %err.refusal(), "command refused; nothing to deliver again");
+            metrics::count(Metric::CommandsRefused);
+            MessageOutcome::Done
+        }
     }
 }
 
@@ -168,7 +364,7 @@ impl SqsHandler for SignUpConsumer {
         for message in event.records {
             let message_id = message.message_id.unwrap_or_default();
             let body = message.body.unwrap_or_default();
-            let span = tracing::info_span!("sign-up message", message_id = %message_id);
+            let span = tracing::info_span!("sign-up queue message", message_id = %message_id);
             if !self.process_in_time(&body, begin_by).instrument(span).await {
                 let mut failure = BatchItemFailure::default();
                 failure.item_identifier = message_id;
@@ -195,10 +391,19 @@ mod tests {
         let clock = Arc::new(SteppedClock::default());
         let pacer = Arc::new(Pacer::new(SendPace::per_environment(per_second, 1), clock.clone()));
         let mailer = Arc::new(PacedMailer::new(fakes.mailer.clone(), pacer.clone()));
-        let delivery = fakes.delivery_through(mailer);
+        let cooldown = CooldownPolicy { period: Duration::from_secs(60) };
         let store = fakes.store.clone();
-        let sign_ups = SignUps::new(store.clone(), store, delivery, CooldownPolicy { period: Duration::from_secs(60) });
-        (SignUpConsumer::new(sign_ups, Arc::new(SystemClock), pacer, begin_window), clock)
+        let sign_ups = SignUps::new(store.clone(), store.clone(), fakes.delivery_through(mailer.clone()), cooldown);
+        let resends = Arc::new(Resend::new(
+            store.clone(),
+            store.clone(),
+            store.clone(),
+            fakes.delivery_through(mailer),
+            cooldown,
+        ));
+        let email_changes = ChangeEmail::new(AddressChange::new(store.clone(), store), resends.clone());
+        let commands = QueueCommands { sign_ups, resends, email_changes, detail_types: DetailTypes::default() };
+        (SignUpConsumer::new(commands, Arc::new(SystemClock), pacer, begin_window), clock)
     }
 
     fn batch(count: usize) -> SqsEvent {
@@ -269,21 +474,123 @@ mod tests {
         assert!(err.contains("SIGNUP_MAXIMUM_CONCURRENCY"), "{err}");
     }
 
+    fn parse(body: &str) -> Result<Command, MessageError> {
+        parse_message(body, &DetailTypes::default())
+    }
+
     #[test]
     fn a_plain_body_and_an_eventbridge_envelope_give_the_same_sign_up() {
-        let plain = parse_message(r#"{"user_id":"u1","email":"a@example.org","locale":"fr"}"#).unwrap();
-        let wrapped = parse_message(
+        let plain = parse(r#"{"user_id":"u1","email":"a@example.org","locale":"fr"}"#).unwrap();
+        let wrapped = parse(
             r#"{"version":"0","id":"e1","detail-type":"UserSignedUp","source":"app.signup","detail":{"user_id":"u1","email":"a@example.org","locale":"fr"}}"#,
         )
         .unwrap();
+        assert!(matches!(&plain, Command::SignUp(sign_up) if sign_up.locale.as_ref().unwrap().as_str() == "fr"));
         assert_eq!(plain, wrapped);
+        let named = parse(r#"{"action":"sign_up","user_id":"u1","email":"a@example.org","locale":"fr"}"#).unwrap();
+        assert_eq!(plain, named, "sign_up is the default action");
+    }
+
+    #[test]
+    fn a_resend_names_its_user_by_id_or_by_address() {
+        let by_id = parse(r#"{"action":"resend","user_id":42,"locale":"de"}"#).unwrap();
+        let Command::Resend { user: Identity::UserId(user_id), locale: Some(locale) } = by_id else {
+            panic!("{by_id:?}")
+        };
+        assert_eq!((user_id.as_str(), locale.as_str()), ("42", "de"));
+        let by_address = parse(r#"{"action":"resend","email":"Ada@Example.org"}"#).unwrap();
+        let Command::Resend { user: Identity::Email(email), locale: None } = by_address else {
+            panic!("{by_address:?}")
+        };
+        assert_eq!(email.normalized(), "ada@example.org");
+    }
+
+    #[test]
+    fn a_change_email_needs_the_user_and_the_new_address() {
+        let change = parse(r#"{"action":"change_email","user_id":"u1","email":"new@example.org","locale":"it"}"#);
+        let Ok(Command::ChangeEmail { user_id, email, locale: Some(locale) }) = change else { panic!("{change:?}") };
+        assert_eq!((user_id.as_str(), email.normalized(), locale.as_str()), ("u1", "new@example.org", "it"));
+        assert!(matches!(
+            parse(r#"{"action":"change_email","email":"new@example.org"}"#),
+            Err(MessageError::Invalid(InvalidSignUp::MissingUserId))
+        ));
+        assert!(matches!(
+            parse(r#"{"action":"change_email","user_id":"u1"}"#),
+            Err(MessageError::Invalid(InvalidSignUp::MissingEmail))
+        ));
+    }
+
+    #[test]
+    fn an_envelopes_detail_type_names_the_action_unless_the_detail_does() {
+        let envelope = |detail_type: &str, detail: &str| {
+            format!(r#"{{"version":"0","detail-type":"{detail_type}","source":"app","detail":{detail}}}"#)
+        };
+        let resend = parse(&envelope("ConfirmationResendRequested", r#"{"user_id":"u1"}"#)).unwrap();
+        assert_eq!(resend.action(), "resend");
+        let change = parse(&envelope("EmailChangeRequested", r#"{"user_id":"u1","email":"new@example.org"}"#)).unwrap();
+        assert_eq!(change.action(), "change_email");
+        let explicit = parse(&envelope("EmailChangeRequested", r#"{"action":"resend","user_id":"u1"}"#)).unwrap();
+        assert_eq!(explicit.action(), "resend", "the detail's action wins");
+        let renamed = DetailTypes { resend: "AgainPlease".into(), change_email: "Moved".into() };
+        let body = envelope("AgainPlease", r#"{"email":"a@example.org"}"#);
+        assert_eq!(parse_message(&body, &renamed).unwrap().action(), "resend");
+        let as_sign_up = parse(&body);
+        assert!(matches!(as_sign_up, Err(MessageError::Invalid(InvalidSignUp::MissingUserId))), "{as_sign_up:?}");
     }
 
     #[test]
     fn malformed_bodies_are_errors_whose_text_never_quotes_the_input() {
-        let err = parse_message("{\"email\": \"secret@example.org\"").unwrap_err().to_string();
+        let err = parse("{\"email\": \"secret@example.org\"").unwrap_err().to_string();
         assert!(!err.contains("secret"), "{err}");
-        assert!(matches!(parse_message("[1,2]"), Err(MessageError::NotJson(_))));
-        assert!(matches!(parse_message(r#"{"user_id":"u1","email":"nope"}"#), Err(MessageError::Invalid(_))));
+        assert!(matches!(parse("[1,2]"), Err(MessageError::NotJson(_))));
+        assert!(matches!(parse(r#"{"user_id":"u1","email":"nope"}"#), Err(MessageError::Invalid(_))));
+        assert!(matches!(parse(r#"{"action":"delete","user_id":"u1"}"#), Err(MessageError::UnknownAction)));
+        assert!(matches!(parse(r#"{"action":7,"user_id":"u1"}"#), Err(MessageError::NotJson(_))));
+        assert!(matches!(parse(r#"{"action":"resend"}"#), Err(MessageError::ResendNamesNoOneUser)));
+        assert!(matches!(
+            parse(r#"{"action":"resend","user_id":"u1","email":"a@example.org"}"#),
+            Err(MessageError::ResendNamesNoOneUser)
+        ));
+        let err = parse(r#"{"action":"resend","email":"secret@nope"}"#).unwrap_err().to_string();
+        assert!(!err.contains("secret"), "{err}");
+    }
+
+    /// A resend and an address change on fakes: refusals are done, not delivered again.
+    #[tokio::test]
+    async fn refused_commands_are_done_and_mail_nothing() {
+        let fakes = Fakes::new();
+        let (consumer, _) = consumer(&fakes, 10, Duration::from_secs(3));
+        let mut event = batch(1);
+        event.records[0].body = Some(r#"{"action":"resend","user_id":"nobody"}"#.into());
+        assert!(failed(&consumer.handle(event.clone()).await).is_empty());
+        event.records[0].body = Some(r#"{"action":"change_email","user_id":"nobody","email":"n@example.org"}"#.into());
+        assert!(failed(&consumer.handle(event).await).is_empty());
+        assert!(fakes.mailer.sent_to().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_resend_refused_for_the_rate_is_sent_in_the_same_invocation() {
+        let fakes = Fakes::new();
+        let (consumer, clock) = consumer(&fakes, 10, Duration::from_secs(3));
+        fakes.store.insert(crate::usecases::fakes::pending_user("u-1", "ada@example.org"));
+        fakes.mailer.refuse_for_rate(1);
+        let mut event = batch(1);
+        event.records[0].body = Some(r#"{"action":"resend","email":"ada@example.org"}"#.into());
+        assert!(failed(&consumer.handle(event).await).is_empty());
+        assert_eq!(fakes.mailer.sent_to(), ["ada@example.org"]);
+        assert_eq!(clock.sleeps.lock().unwrap()[0], RATE_REFUSAL_PAUSE);
+    }
+
+    #[tokio::test]
+    async fn a_failure_of_ours_delivers_a_command_again() {
+        let fakes = Fakes::new();
+        let (consumer, _) = consumer(&fakes, 10, Duration::from_secs(3));
+        fakes.store.insert(crate::usecases::fakes::pending_user("u-1", "ada@example.org"));
+        fakes.mailer.fail_next();
+        let mut event = batch(1);
+        event.records[0].body = Some(r#"{"action":"resend","user_id":"u-1"}"#.into());
+        assert_eq!(failed(&consumer.handle(event.clone()).await), ["m-0"]);
+        assert!(failed(&consumer.handle(event).await).is_empty());
+        assert_eq!(fakes.mailer.sent_to(), ["ada@example.org"]);
     }
 }

@@ -317,22 +317,28 @@ impl TryFrom<SignUpEvent> for SignUp {
     type Error = InvalidSignUp;
 
     fn try_from(event: SignUpEvent) -> Result<Self, Self::Error> {
-        // Sign-up services use numeric ids as often as string ids; both are kept as text.
-        let user_id = match event.user_id {
-            Some(serde_json::Value::String(id)) => UserId::parse(&id)?,
-            Some(serde_json::Value::Number(id)) => UserId::parse(&id.to_string())?,
-            Some(_) => return Err(InvalidSignUp::UserId(InvalidUserId)),
-            None => return Err(InvalidSignUp::MissingUserId),
-        };
+        let user_id = user_id_field(event.user_id.ok_or(InvalidSignUp::MissingUserId)?)?;
         let email = EmailAddress::parse(&event.email.ok_or(InvalidSignUp::MissingEmail)?)?;
-        let locale = event
-            .locale
-            .filter(|tag| !tag.trim().is_empty())
-            .map(|tag| Locale::parse(&tag).map_err(|_| InvalidSignUp::Locale))
-            .transpose()?;
+        let locale = locale_field(event.locale)?;
         let client_id = event.client_id.map(|id| ClientId::parse(&id)).transpose()?;
         Ok(SignUp { user_id, email, locale, client_id })
     }
+}
+
+/// An event's `user_id`: sign-up services use numeric ids as often as string ids; both are kept as text.
+pub fn user_id_field(value: serde_json::Value) -> Result<UserId, InvalidSignUp> {
+    match value {
+        serde_json::Value::String(id) => Ok(UserId::parse(&id)?),
+        serde_json::Value::Number(id) => Ok(UserId::parse(&id.to_string())?),
+        _ => Err(InvalidSignUp::UserId(InvalidUserId)),
+    }
+}
+
+/// An event's optional `locale`; an empty one is none.
+pub fn locale_field(tag: Option<String>) -> Result<Option<Locale>, InvalidSignUp> {
+    tag.filter(|tag| !tag.trim().is_empty())
+        .map(|tag| Locale::parse(&tag).map_err(|_| InvalidSignUp::Locale))
+        .transpose()
 }
 
 #[cfg(test)]

@@ -8,8 +8,9 @@ use crate::wiring::Wiring;
 
 use crate::domain::user::SendRefusal;
 use crate::domain::{ClientId, CooldownPolicy, EmailAddress, SendRequirements, Throttle, Throttled, UnixTime, UserId};
-use crate::ports::{AddressChangeRefusal, ClaimCondition, RequestCounters, SendClaims, UserReader, UserRegistry};
+use crate::ports::{ClaimCondition, RequestCounters, SendClaims, UserReader, UserRegistry};
 use crate::usecases::Failure;
+use crate::usecases::change_address::{AddressChange, AddressChangeError};
 use crate::usecases::delivery::Delivery;
 use crate::usecases::throttle::{self, Limited, ThrottleError};
 
@@ -58,8 +59,7 @@ impl ClientResend {
 }
 
 pub struct ClientResend {
-    users: Arc<dyn UserReader>,
-    registry: Arc<dyn UserRegistry>,
+    addresses: AddressChange,
     claims: Arc<dyn SendClaims>,
     counters: Arc<dyn RequestCounters>,
     delivery: Delivery,
@@ -75,7 +75,7 @@ impl ClientResend {
         delivery: Delivery,
         cooldown: CooldownPolicy,
     ) -> Self {
-        Self { users, registry, claims, counters, delivery, cooldown }
+        Self { addresses: AddressChange::new(users, registry), claims, counters, delivery, cooldown }
     }
 
     fn refusal(refusal: SendRefusal) -> ClientResendError {
@@ -140,26 +140,11 @@ impl ClientResend {
         new_address: &EmailAddress,
         now: UnixTime,
     ) -> Result<(), ClientResendError> {
-        let user = self.users.get_user(user_id).await.map_err(Failure::Storage)?;
-        match SendRefusal::decide(user.as_ref(), requirements, now) {
-            // A running cooldown or a bounced address does not hold the change back: the new
-            // address starts afresh, with nothing bounced.
-            Ok(()) | Err(SendRefusal::CooldownActive { .. } | SendRefusal::Undeliverable) => {}
-            Err(refusal) => return Err(Self::refusal(refusal)),
-        }
-        let Some(user) = user.filter(|user| user.email.normalized() != new_address.normalized()) else {
-            return Ok(());
-        };
-        match self.registry.change_pending_address(&user, new_address, now).await.map_err(Failure::Storage)? {
-            Ok(()) => {
-                tracing::info!("pending address replaced");
-                Ok(())
-            }
-            Err(AddressChangeRefusal::AddressTaken) => Err(ClientResendError::AddressTaken),
-            Err(AddressChangeRefusal::UserChanged) => {
-                Err(Failure::Storage(anyhow::anyhow!("the user changed during the address change")).into())
-            }
-        }
+        self.addresses.change(user_id, requirements, new_address, now).await.map_err(|err| match err {
+            AddressChangeError::Refused(refusal) => Self::refusal(refusal),
+            AddressChangeError::AddressTaken => ClientResendError::AddressTaken,
+            AddressChangeError::Failed(failure) => ClientResendError::Failed(failure),
+        })
     }
 }
 

@@ -2,6 +2,7 @@
 //! Contracts map these outcomes to HTTP; the use cases know nothing of HTTP.
 
 pub mod admin;
+pub mod change_address;
 pub mod client_resend;
 pub mod confirm;
 pub mod cooldown_status;
@@ -94,6 +95,8 @@ failure_variant!(
     crate::usecases::resend::ResendError,
     crate::usecases::resend_to_address::AddressedResendError,
     crate::usecases::client_resend::ClientResendError,
+    crate::usecases::change_address::AddressChangeError,
+    crate::usecases::change_address::ChangeEmailError,
     crate::usecases::create_link::CreateLinkError,
     crate::usecases::confirm::ConfirmError,
     crate::usecases::cooldown_status::CooldownStatusError,

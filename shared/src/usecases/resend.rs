@@ -125,6 +125,23 @@ impl Resend {
         }
     }
 
+    /// [`Self::resend`] to a user named by id or address, for a trusted caller (the sign-up
+    /// queue's command) that no throttle counts: one read when named by address, then the claim.
+    pub async fn resend_to_unthrottled(
+        &self,
+        identity: &Identity,
+        requested_locale: Option<&Locale>,
+        now: UnixTime,
+    ) -> Result<Sent, ResendError> {
+        if !self.mail_enabled() {
+            return Err(ResendError::MailDisabled);
+        }
+        match user_id_of(self.users.as_ref(), identity).await? {
+            Some(user_id) => self.resend(&user_id, requested_locale, now).await,
+            None => Err(ResendError::UserNotFound),
+        }
+    }
+
     /// Counts a request that is refused before any claim, so that it is throttled as one that
     /// reached the claim would be.
     pub async fn count_only(&self, throttles: &[Throttle], now: UnixTime) -> Result<(), Limited<ResendError>> {
