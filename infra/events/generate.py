@@ -77,12 +77,14 @@ def http_event(
     return event
 
 
-def sqs_event() -> dict:
-    body = json.dumps({"user_id": USER_ID, "email": EMAIL, "locale": "en", "client_id": "web-app"})
+def sqs_event(
+    command: dict | None = None, message_id: str = "059f36b4-87a3-44ab-83d2-661975830a7d"
+) -> dict:
+    body = json.dumps(command or {"user_id": USER_ID, "email": EMAIL, "locale": "en", "client_id": "web-app"})
     return {
         "Records": [
             {
-                "messageId": "059f36b4-87a3-44ab-83d2-661975830a7d",
+                "messageId": message_id,
                 "receiptHandle": "AQEBwJnKyrHigUMZj6rYigCgxlaS3SLy0a",
                 "body": body,
                 "attributes": {
@@ -213,6 +215,25 @@ def main() -> None:
     admin_bearer = {"authorization": f"Bearer {access_token(sub='backend-service', roles=['mailconfirm-admin'])}"}
     events = {
         "signup-events.json": sqs_event(),
+        # Commands on the same queue (README "Commands on the sign-up queue"): a resend by
+        # address, and a move to a new address inside an EventBridge envelope named by its detail-type.
+        "signup-events-resend.json": sqs_event(
+            {"action": "resend", "email": EMAIL, "locale": "de"}, "1d7a1c3e-2f4b-4e0a-9d61-7a2c5e8b9f10"
+        ),
+        "signup-events-change-email.json": sqs_event(
+            {
+                "version": "0",
+                "id": "9c4b3a2d-6e5f-4a1b-8c7d-0e9f8a7b6c5d",
+                "detail-type": "EmailChangeRequested",
+                "source": "app.accounts",
+                "account": "123456789012",
+                "time": "2026-01-01T00:02:00Z",
+                "region": "us-east-1",
+                "resources": [],
+                "detail": {"user_id": USER_ID, "email": "ada.lovelace@example.com", "locale": "en"},
+            },
+            "5e2d8f61-0b3a-4c9e-a7d4-3f1b6c8e2a90",
+        ),
         "change-events.json": stream_event(),
         "mail-feedback.json": sns_event(ses_bounce(EMAIL)),
         "singularity-send-verification.json": http_event("POST", "/api/auth/email/verification/send", {"locale": "en"}, bearer),

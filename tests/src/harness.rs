@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use aws_lambda_events::event::sqs::SqsBatchResponse;
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use aws_sdk_dynamodb::types::AttributeValue;
 use mailconfirm::aws::AwsClients;
 use serde_json::{Value, json};
@@ -151,6 +151,17 @@ impl TestStack {
     /// Publishes a sign-up event through the sign-up function.
     pub async fn sign_up(&self, event: Value) -> SqsBatchResponse {
         self.api.publish_sign_up(&event).await
+    }
+
+    /// One SQS message whose body is `body` (a sign-up or a command, plain or in an EventBridge
+    /// envelope), with its own message id: [`Self::deliver`] it as often as SQS might.
+    pub fn queue_message(&self, body: &Value) -> SqsEvent {
+        serde_json::from_value(crate::server::sqs_event_for(body)).expect("an SQS event")
+    }
+
+    /// Delivers `event` to the sign-up function, as SQS does on each (re)delivery.
+    pub async fn deliver(&self, event: &SqsEvent) -> SqsBatchResponse {
+        self.api.sign_up.handle(event.clone()).await
     }
 
     /// Signs up a new user with a unique address; returns (user id, address).

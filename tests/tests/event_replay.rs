@@ -105,19 +105,53 @@ async fn the_sam_local_events_replay_the_whole_flow() {
     assert_eq!((status, body["status"].as_u64()), (404, Some(404)));
 }
 
+/// `<binary>.json` for each function, and further events of a function as `<binary>-<what>.json`.
 #[test]
 fn every_function_has_an_event_file_and_every_event_file_a_function() {
     let template = Template::load().unwrap();
     let mut binaries: Vec<String> = template.functions().into_iter().map(|f| f.binary).collect();
     binaries.sort();
-    let mut events: Vec<String> = std::fs::read_dir(project_root().join("infra/events"))
+    let names: Vec<String> = std::fs::read_dir(project_root().join("infra/events"))
         .unwrap()
         .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
         .filter(|name| name.ends_with(".json") && name != "env.json")
         .map(|name| name.trim_end_matches(".json").to_owned())
         .collect();
+    let mut events: Vec<String> = names.iter().filter(|name| binaries.contains(name)).cloned().collect();
     events.sort();
     assert_eq!(binaries, events);
+    for name in names.iter().filter(|name| !binaries.contains(name)) {
+        let of_a_function =
+            binaries.iter().any(|binary| name.strip_prefix(binary.as_str()).is_some_and(|rest| rest.starts_with('-')));
+        assert!(of_a_function, "{name}.json names no function");
+    }
+}
+
+/// signup-events-resend.json and signup-events-change-email.json: commands on the sign-up queue.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_command_events_resend_to_and_move_the_signed_up_user() {
+    let stack = TestStack::start().await;
+    let sqs: SqsEvent = serde_json::from_value(event("signup-events.json")).unwrap();
+    assert!(stack.api.sign_up.handle(sqs).await.batch_item_failures.is_empty());
+    let cooldown_until = |user: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>| {
+        user["cooldown_until"].as_n().unwrap().clone()
+    };
+    let signed_up = cooldown_until(&stack.stored_user("user-123").await.unwrap());
+
+    // The resend: refused by the sign-up mail's cooldown (done, nothing sent), then sent.
+    let resend: SqsEvent = serde_json::from_value(event("signup-events-resend.json")).unwrap();
+    assert!(stack.api.sign_up.handle(resend.clone()).await.batch_item_failures.is_empty());
+    assert_eq!(cooldown_until(&stack.stored_user("user-123").await.unwrap()), signed_up);
+    stack.clock.advance(61);
+    assert!(stack.api.sign_up.handle(resend).await.batch_item_failures.is_empty());
+    assert_ne!(cooldown_until(&stack.stored_user("user-123").await.unwrap()), signed_up, "a new claim");
+
+    // The address change, named by the envelope's detail-type.
+    let change: SqsEvent = serde_json::from_value(event("signup-events-change-email.json")).unwrap();
+    assert!(stack.api.sign_up.handle(change).await.batch_item_failures.is_empty());
+    let user = stack.stored_user("user-123").await.unwrap();
+    assert_eq!(user["email"].as_s().unwrap(), "ada.lovelace@example.com");
+    assert!(!stack.mails_to("ada.lovelace@example.com").await.is_empty(), "the new address mailed");
 }
 
 /// mail-feedback.json: SES's hard bounce for user-123's address, as SNS delivers it.

@@ -58,6 +58,7 @@ async fn each_policy_grants_exactly_the_aws_actions_its_function_calls() {
     let (unmailed_b, _) = quiet.signed_up_user(None).await;
     let (_, unmailed_c) = quiet.signed_up_user(None).await;
     let (unmailed_d, email_d) = quiet.signed_up_user(None).await;
+    let (unmailed_e, email_e) = quiet.signed_up_user(None).await;
     let numeric_email = quiet.unique_email("numeric");
     assert!(quiet.sign_up(json!({ "user_id": 4321, "email": numeric_email })).await.batch_item_failures.is_empty());
     let app_email = quiet.unique_email("app");
@@ -71,6 +72,15 @@ async fn each_policy_grants_exactly_the_aws_actions_its_function_calls() {
     // signup-events: a new sign-up, and a redelivery of a sign-up whose mail never went out.
     let (fresh, email) = stack.signed_up_user(None).await;
     assert!(stack.sign_up(json!({ "user_id": unmailed_a, "email": email_a })).await.batch_item_failures.is_empty());
+    // ...and its commands: a resend by address (a look-up and the claim), an address change (a
+    // read and a transaction).
+    let resend = json!({ "action": "resend", "email": email_e });
+    assert!(stack.sign_up(resend).await.batch_item_failures.is_empty());
+    assert_eq!(stack.mails_to(&email_e).await.len(), 1);
+    let moved_by_queue = stack.unique_email("queue-moved");
+    let change = json!({ "action": "change_email", "user_id": unmailed_e, "email": moved_by_queue });
+    assert!(stack.sign_up(change).await.batch_item_failures.is_empty());
+    assert_eq!(stack.mails_to(&moved_by_queue).await.len(), 1);
     // singularity-send-verification, -verification-cooldown and -verify-email.
     let token = stack.access_token(&unmailed_b);
     let sent =

@@ -180,3 +180,157 @@ async fn the_mail_says_how_long_the_link_works_in_the_unit_and_language_that_fit
     let german_mail = &half_hour.mails_to(&german).await[0];
     assert!(german_mail["html"].as_str().unwrap().contains("Der Link ist 30 Minuten gültig."), "{german_mail}");
 }
+
+// Commands on the same queue: resends and address changes.
+
+/// The `CommandsRefused` counts since the last call (each test runs in its own process).
+fn refusals_counted() -> usize {
+    mailconfirm::metrics::take_captured().iter().filter(|line| line.contains("\"CommandsRefused\":1")).count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resend_by_id_or_by_address_mails_once_however_often_sqs_delivers_it() {
+    let stack = TestStack::start().await;
+    let (user_id, email) = stack.signed_up_user(Some("fr")).await;
+    stack.clock.advance(61);
+    let by_id = stack.queue_message(&json!({ "action": "resend", "user_id": user_id, "locale": "de" }));
+
+    for _ in 0..3 {
+        assert!(stack.deliver(&by_id).await.batch_item_failures.is_empty(), "reported done every time");
+    }
+
+    let mails = stack.mails_to(&email).await;
+    assert_eq!(mails.len(), 2, "the sign-up mail and one resend");
+    assert!(mails[1]["subject"].as_str().unwrap().starts_with("Bestätige"), "{}", mails[1]["subject"]);
+
+    stack.clock.advance(61);
+    let by_address = stack.queue_message(&json!({ "action": "resend", "email": email.to_uppercase() }));
+    for _ in 0..2 {
+        assert!(stack.deliver(&by_address).await.batch_item_failures.is_empty());
+    }
+    assert_eq!(stack.mails_to(&email).await.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resend_refused_by_the_cooldown_a_confirmed_or_an_unknown_user_is_done_without_mail() {
+    mailconfirm::metrics::capture();
+    let stack = TestStack::start().await;
+    let (cooling, cooling_email) = stack.signed_up_user(None).await;
+    let (confirmed, confirmed_email) = stack.signed_up_user(None).await;
+    let token = stack.latest_link_token(&confirmed_email).await;
+    let verified = stack.http.post(stack.url(&format!("/api/auth/email/verification?token={token}"))).send().await;
+    assert_eq!(verified.unwrap().status(), StatusCode::OK);
+    refusals_counted();
+
+    let commands = [
+        json!({ "action": "resend", "user_id": cooling }),
+        json!({ "action": "resend", "user_id": confirmed }),
+        json!({ "action": "resend", "email": confirmed_email }),
+        json!({ "action": "resend", "user_id": "nobody-here" }),
+        json!({ "action": "resend", "email": stack.unique_email("nobody") }),
+        json!({ "action": "change_email", "user_id": "nobody-here", "email": stack.unique_email("new") }),
+        json!({ "action": "change_email", "user_id": confirmed, "email": stack.unique_email("new") }),
+    ];
+    for command in &commands {
+        let response = stack.sign_up(command.clone()).await;
+        assert!(response.batch_item_failures.is_empty(), "{command}");
+    }
+
+    assert_eq!(refusals_counted(), commands.len());
+    assert_eq!(stack.mails_to(&cooling_email).await.len(), 1, "only the sign-up mail");
+    assert_eq!(stack.mails_to(&confirmed_email).await.len(), 1);
+    assert_eq!(stack.stored_user(&confirmed).await.unwrap()["email"].as_s().unwrap(), &confirmed_email);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_email_mails_the_new_address_at_once_and_kills_the_old_link() {
+    let stack = TestStack::start().await;
+    let (user_id, old_email) = stack.signed_up_user(None).await;
+    let old_token = stack.latest_link_token(&old_email).await;
+    let new_email = stack.unique_email("moved");
+    let change = stack.queue_message(&json!({ "action": "change_email", "user_id": user_id, "email": new_email }));
+
+    for _ in 0..3 {
+        assert!(stack.deliver(&change).await.batch_item_failures.is_empty(), "reported done every time");
+    }
+
+    assert_eq!(stack.mails_to(&new_email).await.len(), 1, "within the old address's cooldown, and once");
+    assert_eq!(stack.mails_to(&old_email).await.len(), 1, "only the sign-up mail");
+    let old = stack
+        .http
+        .post(stack.url("/confirm-email"))
+        .form(&[("token", old_token.as_str()), ("action", "confirm")])
+        .send()
+        .await;
+    assert_eq!(old.unwrap().status(), StatusCode::CONFLICT);
+    assert_eq!(stack.stored_status(&user_id).await.as_deref(), Some("EMAIL_CONFIRMATION_PENDING"));
+    let events: Vec<String> = stack.events_of(&user_id).await.into_iter().map(|(kind, _)| kind).collect();
+    assert!(events.contains(&"EmailAddressChanged".to_owned()), "{events:?}");
+
+    let new_token = stack.latest_link_token(&new_email).await;
+    let confirmed = stack
+        .http
+        .post(stack.url("/confirm-email"))
+        .form(&[("token", new_token.as_str()), ("action", "confirm")])
+        .send()
+        .await;
+    assert_eq!(confirmed.unwrap().status(), StatusCode::OK);
+    assert_eq!(stack.stored_status(&user_id).await.as_deref(), Some("ENABLED"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_to_an_address_another_user_owns_is_done_without_a_move() {
+    let stack = TestStack::start().await;
+    let (user_id, email) = stack.signed_up_user(None).await;
+    let (_, taken) = stack.signed_up_user(None).await;
+
+    let response = stack.sign_up(json!({ "action": "change_email", "user_id": user_id, "email": taken })).await;
+
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(stack.stored_user(&user_id).await.unwrap()["email"].as_s().unwrap(), &email);
+    assert_eq!(stack.mails_to(&taken).await.len(), 1, "only its owner's sign-up mail");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn commands_forwarded_by_eventbridge_are_named_by_their_detail_type() {
+    let stack = TestStack::start().await;
+    let (user_id, email) = stack.signed_up_user(None).await;
+    let envelope = |detail_type: &str, detail: Value| {
+        json!({
+            "version": "0", "id": "7b1c0a2e", "detail-type": detail_type, "source": "app.accounts",
+            "account": "123456789012", "time": "2026-11-21T10:00:00Z", "region": "us-east-1", "resources": [],
+            "detail": detail
+        })
+    };
+    stack.clock.advance(61);
+
+    let resent = stack.sign_up(envelope("ConfirmationResendRequested", json!({ "user_id": user_id }))).await;
+    assert!(resent.batch_item_failures.is_empty());
+    assert_eq!(stack.mails_to(&email).await.len(), 2);
+
+    let new_email = stack.unique_email("bridge-moved");
+    let detail = json!({ "user_id": user_id, "email": new_email, "locale": "it" });
+    let moved = stack.sign_up(envelope("EmailChangeRequested", detail)).await;
+    assert!(moved.batch_item_failures.is_empty());
+    let mails = stack.mails_to(&new_email).await;
+    assert_eq!(mails.len(), 1);
+    assert!(mails[0]["subject"].as_str().unwrap().starts_with("Conferma"), "{}", mails[0]["subject"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_malformed_command_is_reported_failed_like_a_malformed_sign_up() {
+    let stack = TestStack::start().await;
+    let (user_id, email) = stack.signed_up_user(None).await;
+    stack.clock.advance(61);
+
+    for command in [
+        json!({ "action": "unsubscribe", "user_id": user_id }),
+        json!({ "action": "resend" }),
+        json!({ "action": "resend", "user_id": user_id, "email": email }),
+        json!({ "action": "change_email", "user_id": user_id, "email": "not-an-address" }),
+        json!({ "action": "change_email", "email": stack.unique_email("no-id") }),
+    ] {
+        assert_eq!(stack.sign_up(command.clone()).await.batch_item_failures.len(), 1, "{command}");
+    }
+    assert_eq!(stack.mails_to(&email).await.len(), 1);
+}
