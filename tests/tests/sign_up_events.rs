@@ -203,12 +203,18 @@ async fn a_resend_by_id_or_by_address_mails_once_however_often_sqs_delivers_it()
     assert_eq!(mails.len(), 2, "the sign-up mail and one resend");
     assert!(mails[1]["subject"].as_str().unwrap().starts_with("Bestätige"), "{}", mails[1]["subject"]);
 
+    // The limit of keeping no record (README "Redelivery"): after the cooldown, the same
+    // message is a new request.
+    stack.clock.advance(61);
+    assert!(stack.deliver(&by_id).await.batch_item_failures.is_empty());
+    assert_eq!(stack.mails_to(&email).await.len(), 3);
+
     stack.clock.advance(61);
     let by_address = stack.queue_message(&json!({ "action": "resend", "email": email.to_uppercase() }));
     for _ in 0..2 {
         assert!(stack.deliver(&by_address).await.batch_item_failures.is_empty());
     }
-    assert_eq!(stack.mails_to(&email).await.len(), 3);
+    assert_eq!(stack.mails_to(&email).await.len(), 4);
 }
 
 #[tokio::test(flavor = "multi_thread")]
