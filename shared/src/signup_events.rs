@@ -36,7 +36,8 @@ use crate::wiring::{SqsHandler, Wiring};
 pub enum MessageError {
     #[error("the message body is not a JSON command: {0}")]
     NotJson(String),
-    #[error("the sign-up event is invalid: {0}")]
+    /// A field of a sign-up or a command is missing or invalid.
+    #[error("the message is invalid: {0}")]
     Invalid(#[from] InvalidSignUp),
     #[error("the action is none of sign_up, resend and change_email")]
     UnknownAction,

@@ -150,3 +150,21 @@ fn the_route_throttles_are_parameters() {
     assert_eq!(parameters["RouteThrottlingRateLimit"]["Default"], 20);
     assert_eq!(parameters["RouteThrottlingBurstLimit"]["Default"], 50);
 }
+
+#[test]
+fn the_sign_up_consumer_knows_the_command_detail_types_its_rule_forwards() {
+    let template = Template::load().unwrap();
+    let function = template.functions().into_iter().find(|f| f.binary == "signup-events").unwrap();
+    let variables = &function.properties["Environment"]["Variables"];
+    let forwarded = &template.resources()["SignUpEventRule"]["Properties"]["EventPattern"]["detail-type"];
+    let parameters = &template.document()["Parameters"];
+    let defaults = mailconfirm::signup_events::DetailTypes::default();
+    for (variable, parameter, default) in [
+        ("SIGNUP_RESEND_DETAIL_TYPE", "ResendEventDetailType", &defaults.resend),
+        ("SIGNUP_CHANGE_EMAIL_DETAIL_TYPE", "ChangeEmailEventDetailType", &defaults.change_email),
+    ] {
+        assert_eq!(variables[variable]["!Ref"], parameter);
+        assert!(forwarded.as_array().unwrap().iter().any(|t| t["!Ref"] == parameter), "{forwarded}");
+        assert_eq!(parameters[parameter]["Default"], default.as_str());
+    }
+}
