@@ -150,6 +150,21 @@ pub fn parse_message(body: &str, detail_types: &DetailTypes) -> Result<Command, 
     }
 }
 
+/// What makes two deliveries one command: its `idempotency_key` if it has one, else the
+/// EventBridge event's `id` (EventBridge may deliver one event to the queue twice, as two
+/// messages), else the SQS message id; stored as a digest, so no sender's text is kept.
+pub fn command_key(body: &str, message_id: &str) -> String {
+    let value: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    let text = |v: Option<&serde_json::Value>| v.and_then(serde_json::Value::as_str).map(str::to_owned);
+    let key = text(value.get("detail").and_then(|d| d.get("idempotency_key")))
+        .or_else(|| text(value.get("idempotency_key")))
+        .map(|key| format!("key:{key}"))
+        .or_else(|| text(value.get("detail").and(value.get("id"))).map(|id| format!("event:{id}")))
+        .unwrap_or_else(|| format!("message:{message_id}"));
+    use sha2::Digest;
+    sha2::Sha256::digest(key.as_bytes()).iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
 trait ClassifyName {
     fn classify_name(&self) -> String;
 }
@@ -226,13 +241,13 @@ impl SignUpConsumer {
 
     /// Processes one message, tried again after a pause while SES refuses it for its rate and
     /// the invocation has time; false when it is to be delivered again.
-    async fn process_in_time(&self, body: &str, begin_by: Duration) -> bool {
+    async fn process_in_time(&self, body: &str, message_id: &str, begin_by: Duration) -> bool {
         for _ in 0..TRIES_PER_INVOCATION {
             if self.pacer.next_slot() > begin_by {
                 tracing::info!("no time left in this invocation to send at the paced rate; back to the queue");
                 return false;
             }
-            match self.process_message(body).await {
+            match self.process_message(body, message_id).await {
                 MessageOutcome::Done => return true,
                 MessageOutcome::Redeliver => return false,
                 MessageOutcome::RefusedForRate => {
@@ -244,7 +259,7 @@ impl SignUpConsumer {
         false
     }
 
-    async fn process_message(&self, body: &str) -> MessageOutcome {
+    async fn process_message(&self, body: &str, message_id: &str) -> MessageOutcome {
         let command = match parse_message(body, &self.commands.detail_types) {
             Ok(command) => command,
             Err(err) => {
@@ -258,11 +273,15 @@ impl SignUpConsumer {
         match command {
             Command::SignUp(sign_up) => Box::pin(self.sign_up(&sign_up)).await,
             Command::Resend { user, locale } => {
-                let result = Box::pin(self.commands.resends.resend_to_unthrottled(&user, locale.as_ref(), now)).await;
+                let key = command_key(body, message_id);
+                let resend = self.commands.resends.resend_to_unthrottled(&user, locale.as_ref(), now, Some(&key));
+                let result = Box::pin(resend).await;
                 command_outcome("resend", result.map_err(CommandError::Resend))
             }
             Command::ChangeEmail { user_id, email, locale } => {
-                let result = Box::pin(self.commands.email_changes.change(&user_id, &email, locale.as_ref(), now)).await;
+                let key = command_key(body, message_id);
+                let change = self.commands.email_changes.change(&user_id, &email, locale.as_ref(), now, Some(&key));
+                let result = Box::pin(change).await;
                 command_outcome("change_email", result.map_err(CommandError::ChangeEmail))
             }
         }
@@ -366,7 +385,7 @@ impl SqsHandler for SignUpConsumer {
             let message_id = message.message_id.unwrap_or_default();
             let body = message.body.unwrap_or_default();
             let span = tracing::info_span!("sign-up queue message", message_id = %message_id);
-            if !self.process_in_time(&body, begin_by).instrument(span).await {
+            if !self.process_in_time(&body, &message_id, begin_by).instrument(span).await {
                 let mut failure = BatchItemFailure::default();
                 failure.item_identifier = message_id;
                 response.batch_item_failures.push(failure);
@@ -381,6 +400,18 @@ mod tests {
     use aws_lambda_events::event::sqs::SqsMessage;
 
     use super::*;
+
+    #[test]
+    fn a_commands_key_is_its_idempotency_key_else_the_events_id_else_the_message_id() {
+        let keyed = r#"{"action":"resend","user_id":"u","idempotency_key":"k-1"}"#;
+        assert_eq!(command_key(keyed, "m-1"), command_key(keyed, "m-2"), "the key wins over the message");
+        let in_envelope = r#"{"id":"ev-1","detail-type":"ConfirmationResendRequested","detail":{"user_id":"u"}}"#;
+        assert_eq!(command_key(in_envelope, "m-1"), command_key(in_envelope, "m-2"), "then the event id");
+        let plain = r#"{"action":"resend","user_id":"u"}"#;
+        assert_ne!(command_key(plain, "m-1"), command_key(plain, "m-2"), "then the message id");
+        assert_eq!(command_key(plain, "m-1").len(), 32);
+        assert_ne!(command_key(keyed, "m-1"), command_key(r#"{"idempotency_key":"k-2"}"#, "m-1"));
+    }
     use crate::domain::CooldownPolicy;
     use crate::pacing::RATE_REFUSAL_PAUSE;
     use crate::pacing::tests::SteppedClock;

@@ -392,14 +392,26 @@ impl SendClaims for DynamoStore {
             conditions.push_str(" AND email_normalized = :address");
             request = request.expression_attribute_values(":address", AttributeValue::S(address.normalized().into()));
         }
+        let mut handled = String::new();
+        if let Some(command) = requirements.command {
+            // A redelivered command whose mail was accepted sends nothing, whenever it comes:
+            // the last claim was this command's and SES accepted it.
+            conditions.push_str(
+                " AND (attribute_not_exists(handled_command) OR handled_command <> :command \
+                 OR attribute_not_exists(claim_id) OR attribute_not_exists(accepted_claim_id) \
+                 OR accepted_claim_id <> claim_id)",
+            );
+            handled.push_str(", handled_command = :command");
+            request = request.expression_attribute_values(":command", AttributeValue::S(command.into()));
+        }
         let result = request
             .table_name(&self.table)
             .key("pk", user_key(user_id))
             // The cooldown it replaces is kept beside it, for a retry that meets its own claim.
-            .update_expression(
+            .update_expression(format!(
                 "SET previous_cooldown_until = if_not_exists(cooldown_until, :none), cooldown_until = :until, \
-                 claim_id = :claim, updated_at = :now",
-            )
+                 claim_id = :claim, updated_at = :now{handled}"
+            ))
             .condition_expression(conditions)
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":pending", status_value(UserStatus::EmailConfirmationPending))

@@ -112,7 +112,7 @@ async fn the_claims_condition_and_the_pure_rule_agree_for_every_state() {
                         1 => Some(&email),
                         _ => Some(&other),
                     };
-                    let requirements = SendRequirements { client: required_client, address };
+                    let requirements = SendRequirements { client: required_client, address, command: None };
                     let expected = SendRefusal::decide(before.as_ref(), &requirements, now);
                     let claimed = store
                         .claim_send(&user_id, now, UnixTime(now.0 + 60), ClaimCondition::CooldownOver, &requirements)

@@ -203,18 +203,24 @@ async fn a_resend_by_id_or_by_address_mails_once_however_often_sqs_delivers_it()
     assert_eq!(mails.len(), 2, "the sign-up mail and one resend");
     assert!(mails[1]["subject"].as_str().unwrap().starts_with("Bestätige"), "{}", mails[1]["subject"]);
 
-    // The limit of keeping no record (README "Redelivery"): after the cooldown, the same
-    // message is a new request.
+    // Its key was written with the claim (README "Redelivery"): after the cooldown too, the
+    // same message sends nothing, since SES accepted its mail.
     stack.clock.advance(61);
     assert!(stack.deliver(&by_id).await.batch_item_failures.is_empty());
-    assert_eq!(stack.mails_to(&email).await.len(), 3);
+    assert_eq!(stack.mails_to(&email).await.len(), 2, "a late redelivery sends nothing");
 
-    stack.clock.advance(61);
     let by_address = stack.queue_message(&json!({ "action": "resend", "email": email.to_uppercase() }));
     for _ in 0..2 {
         assert!(stack.deliver(&by_address).await.batch_item_failures.is_empty());
     }
-    assert_eq!(stack.mails_to(&email).await.len(), 4);
+    assert_eq!(stack.mails_to(&email).await.len(), 3, "another command is another resend");
+    // The same idempotency key in two messages is one command.
+    stack.clock.advance(61);
+    let keyed = json!({ "action": "resend", "user_id": user_id, "idempotency_key": "order-7" });
+    assert!(stack.deliver(&stack.queue_message(&keyed)).await.batch_item_failures.is_empty());
+    stack.clock.advance(61);
+    assert!(stack.deliver(&stack.queue_message(&keyed)).await.batch_item_failures.is_empty());
+    assert_eq!(stack.mails_to(&email).await.len(), 4, "one mail for the key");
 }
 
 #[tokio::test(flavor = "multi_thread")]

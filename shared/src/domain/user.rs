@@ -211,6 +211,10 @@ pub struct SendRequirements<'a> {
     pub client: Option<&'a ClientId>,
     /// The request names the address to send to; it must be the user's pending one (10npay).
     pub address: Option<&'a EmailAddress>,
+    /// A queue command's idempotency key: the send is refused if this command's mail was
+    /// already accepted. Judged by the store's condition alone ([`SendRefusal::decide`] cannot
+    /// see it), so its refusal reads as a spent cooldown.
+    pub command: Option<&'a str>,
 }
 
 /// Why a conditional send was refused, read from the item as it was when the condition failed.
@@ -381,17 +385,17 @@ mod tests {
         let app = ClientId::parse("app").unwrap();
         let mut confirmed = user(UserStatus::Enabled, None);
         confirmed.client_id = Some(web.clone());
-        let other_client = SendRequirements { client: Some(&app), address: None };
+        let other_client = SendRequirements { client: Some(&app), address: None, command: None };
         assert_eq!(SendRefusal::explain(Some(&confirmed), &other_client, now), SendRefusal::ClientMismatch);
-        let same_client = SendRequirements { client: Some(&web), address: None };
+        let same_client = SendRequirements { client: Some(&web), address: None, command: None };
         assert_eq!(SendRefusal::explain(Some(&confirmed), &same_client, now), SendRefusal::AlreadyConfirmed);
 
         let cooling = user(UserStatus::EmailConfirmationPending, Some(1_045));
         let elsewhere = EmailAddress::parse("someone-else@example.org").unwrap();
-        let wrong_address = SendRequirements { client: None, address: Some(&elsewhere) };
+        let wrong_address = SendRequirements { client: None, address: Some(&elsewhere), command: None };
         assert_eq!(SendRefusal::explain(Some(&cooling), &wrong_address, now), SendRefusal::AddressMismatch);
         let own = EmailAddress::parse("ADA@example.org").unwrap();
-        let right_address = SendRequirements { client: None, address: Some(&own) };
+        let right_address = SendRequirements { client: None, address: Some(&own), command: None };
         assert_eq!(
             SendRefusal::explain(Some(&cooling), &right_address, now),
             SendRefusal::CooldownActive { remaining_seconds: 45 }

@@ -101,6 +101,7 @@ impl ChangeEmail {
         new_address: &EmailAddress,
         requested_locale: Option<&Locale>,
         now: UnixTime,
+        command: Option<&str>,
     ) -> Result<Sent, ChangeEmailError> {
         match self.addresses.change(user_id, &SendRequirements::default(), new_address, now).await {
             Ok(()) => {}
@@ -112,7 +113,7 @@ impl ChangeEmail {
             Err(AddressChangeError::AddressTaken) => return Err(ChangeEmailError::AddressTaken),
             Err(AddressChangeError::Failed(failure)) => return Err(ChangeEmailError::Failed(failure)),
         }
-        match self.resend.resend(user_id, requested_locale, now).await {
+        match self.resend.resend_command(user_id, requested_locale, now, command).await {
             Ok(sent) => Ok(sent),
             Err(ResendError::Failed(failure)) => Err(ChangeEmailError::Failed(failure)),
             Err(ResendError::UserNotFound) => Err(ChangeEmailError::UserNotFound),
@@ -147,8 +148,8 @@ mod tests {
         let user_id = UserId::parse("u-1").unwrap();
         let new = EmailAddress::parse("new@example.org").unwrap();
 
-        change.change(&user_id, &new, None, UnixTime(50)).await.unwrap();
-        let again = change.change(&user_id, &new, None, UnixTime(51)).await;
+        change.change(&user_id, &new, None, UnixTime(50), None).await.unwrap();
+        let again = change.change(&user_id, &new, None, UnixTime(51), None).await;
 
         assert!(
             matches!(again, Err(ChangeEmailError::NotMailed(ResendError::CooldownActive { remaining_seconds: 59 }))),
@@ -167,8 +168,8 @@ mod tests {
         let change = change_email(&fakes);
         let new = EmailAddress::parse("new@example.org").unwrap();
 
-        let unknown = change.change(&UserId::parse("nobody").unwrap(), &new, None, UnixTime(0)).await;
-        let done = change.change(&UserId::parse("u-2").unwrap(), &new, None, UnixTime(0)).await;
+        let unknown = change.change(&UserId::parse("nobody").unwrap(), &new, None, UnixTime(0), None).await;
+        let done = change.change(&UserId::parse("u-2").unwrap(), &new, None, UnixTime(0), None).await;
 
         assert!(matches!(unknown, Err(ChangeEmailError::UserNotFound)), "{unknown:?}");
         assert!(matches!(done, Err(ChangeEmailError::AlreadyConfirmed)), "{done:?}");
@@ -183,7 +184,8 @@ mod tests {
         fakes.store.insert(pending_user("u-2", "grace@example.org"));
         let taken = EmailAddress::parse("Grace@example.org").unwrap();
 
-        let refused = change_email(&fakes).change(&UserId::parse("u-1").unwrap(), &taken, None, UnixTime(0)).await;
+        let refused =
+            change_email(&fakes).change(&UserId::parse("u-1").unwrap(), &taken, None, UnixTime(0), None).await;
 
         assert!(matches!(refused, Err(ChangeEmailError::AddressTaken)), "{refused:?}");
         assert!(fakes.mailer.sent_to().is_empty());

@@ -106,7 +106,7 @@ impl ClientResend {
         if !self.delivery.settings().enabled {
             return Err(ClientResendError::MailDisabled);
         }
-        let requirements = SendRequirements { client: Some(client), address: None };
+        let requirements = SendRequirements { client: Some(client), address: None, command: None };
         let mut throttles = throttles;
         if let Some(new_address) = new_address {
             self.count_only(throttles, now).await?;

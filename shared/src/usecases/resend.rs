@@ -77,10 +77,23 @@ impl Resend {
         requested_locale: Option<&Locale>,
         now: UnixTime,
     ) -> Result<Sent, ResendError> {
+        self.resend_command(user_id, requested_locale, now, None).await
+    }
+
+    /// [`Self::resend`] for a queue command with its idempotency key: refused (as a spent
+    /// cooldown) when this command's mail was already accepted, however late it comes again.
+    pub async fn resend_command(
+        &self,
+        user_id: &UserId,
+        requested_locale: Option<&Locale>,
+        now: UnixTime,
+        command: Option<&str>,
+    ) -> Result<Sent, ResendError> {
         if !self.mail_enabled() {
             return Err(ResendError::MailDisabled);
         }
-        let claim = self.claim(user_id, now).await?;
+        let requirements = SendRequirements { command, ..SendRequirements::default() };
+        let claim = self.claim(user_id, now, &requirements).await?;
         self.deliver(&claim, requested_locale, now).await
     }
 
@@ -97,7 +110,8 @@ impl Resend {
         if !self.mail_enabled() {
             return Err(Limited::Refused(ResendError::MailDisabled));
         }
-        let claim = self.claim(user_id, now);
+        let none = SendRequirements::default();
+        let claim = self.claim(user_id, now, &none);
         let claim =
             throttle::claim_counted(self.counters.as_ref(), self.claims.as_ref(), throttles, now, claim).await?;
         self.deliver(&claim, requested_locale, now).await.map_err(Limited::Refused)
@@ -132,12 +146,13 @@ impl Resend {
         identity: &Identity,
         requested_locale: Option<&Locale>,
         now: UnixTime,
+        command: Option<&str>,
     ) -> Result<Sent, ResendError> {
         if !self.mail_enabled() {
             return Err(ResendError::MailDisabled);
         }
         match user_id_of(self.users.as_ref(), identity).await? {
-            Some(user_id) => self.resend(&user_id, requested_locale, now).await,
+            Some(user_id) => self.resend_command(&user_id, requested_locale, now, command).await,
             None => Err(ResendError::UserNotFound),
         }
     }
@@ -148,14 +163,18 @@ impl Resend {
         Ok(throttle::count_request(self.counters.as_ref(), throttles, now).await?)
     }
 
-    async fn claim(&self, user_id: &UserId, now: UnixTime) -> Result<Claim, ResendError> {
-        let none = SendRequirements::default();
+    async fn claim(
+        &self,
+        user_id: &UserId,
+        now: UnixTime,
+        requirements: &SendRequirements<'_>,
+    ) -> Result<Claim, ResendError> {
         let until = self.cooldown.claim_until(now);
         self.claims
-            .claim_send(user_id, now, until, ClaimCondition::CooldownOver, &none)
+            .claim_send(user_id, now, until, ClaimCondition::CooldownOver, requirements)
             .await
             .map_err(Failure::Storage)?
-            .map_err(|seen| match crate::usecases::explain_refusal(seen.as_ref(), &none, now) {
+            .map_err(|seen| match crate::usecases::explain_refusal(seen.as_ref(), requirements, now) {
                 SendRefusal::UserNotFound => ResendError::UserNotFound,
                 SendRefusal::AlreadyConfirmed => ResendError::AlreadyConfirmed,
                 SendRefusal::CooldownActive { remaining_seconds } => ResendError::CooldownActive { remaining_seconds },

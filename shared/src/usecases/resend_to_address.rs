@@ -59,7 +59,7 @@ impl AddressedResend {
         if !self.delivery.settings().enabled {
             return Err(AddressedResendError::MailDisabled);
         }
-        let requirements = SendRequirements { client: None, address: Some(address) };
+        let requirements = SendRequirements { client: None, address: Some(address), command: None };
         let until = self.cooldown.claim_until(now);
         let claim = self
             .claims
