@@ -123,11 +123,8 @@ impl UserRegistry for DynamoStore {
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
             .context("building the user put")?;
-        let put_address = Put::builder()
-            .table_name(&self.table)
-            .item("pk", email_key(&user.email))
-            .item("kind", AttributeValue::S("email".into()))
-            .item("user_id", AttributeValue::S(user.id.as_str().into()))
+        let put_address = self
+            .address_put(&user.email, &user.id)
             .condition_expression("attribute_not_exists(pk) OR user_id = :user_id")
             .expression_attribute_values(":user_id", AttributeValue::S(user.id.as_str().into()))
             .build()
@@ -207,11 +204,8 @@ impl UserRegistry for DynamoStore {
             .expression_attribute_values(":now", number(now.0))
             .build()
             .context("building the user update")?;
-        let claim_new = Put::builder()
-            .table_name(&self.table)
-            .item("pk", email_key(new))
-            .item("kind", AttributeValue::S("email".into()))
-            .item("user_id", user_id.clone())
+        let claim_new = self
+            .address_put(new, &user.id)
             .condition_expression("attribute_not_exists(pk) OR user_id = :user_id")
             .expression_attribute_values(":user_id", user_id.clone())
             .build()
@@ -297,11 +291,7 @@ impl DynamoStore {
             .transact_items(
                 TransactWriteItem::builder()
                     .put(
-                        Put::builder()
-                            .table_name(&self.table)
-                            .item("pk", email_key(&user.email))
-                            .item("kind", AttributeValue::S("email".into()))
-                            .item("user_id", AttributeValue::S(user.id.as_str().into()))
+                        self.address_put(&user.email, &user.id)
                             .condition_expression("user_id = :owner")
                             .expression_attribute_values(":owner", owner_id)
                             .build()
@@ -337,6 +327,15 @@ impl DynamoStore {
                 }
             }
         }
+    }
+
+    /// The look-up that says `user_id` owns `email`; the caller adds its condition.
+    fn address_put(&self, email: &EmailAddress, user_id: &UserId) -> aws_sdk_dynamodb::types::builders::PutBuilder {
+        Put::builder()
+            .table_name(&self.table)
+            .item("pk", email_key(email))
+            .item("kind", AttributeValue::S("email".into()))
+            .item("user_id", AttributeValue::S(user_id.as_str().into()))
     }
 
     /// Removes the address look-up a removed user left behind, unless another user owns it now.

@@ -91,52 +91,45 @@ pub async fn run_http<H: HttpHandler>(
     .await
 }
 
-/// Runs an SQS consumer, as [`run_http`] runs an HTTP function.
-pub async fn run_sqs<H: SqsHandler>(
-    build: impl FnOnce(&Wiring<'_>) -> Result<H, ConfigError>,
-) -> Result<(), lambda_http::Error> {
-    use lambda_http::lambda_runtime::{self, LambdaEvent};
-    crate::init_telemetry();
-    let handler = crate::configure(|| build_checked(build));
-    let handler = &handler;
-    lambda_runtime::run(lambda_runtime::service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<_, lambda_http::Error>(handler.handle(event.payload).await)
-    }))
-    .await
+/// A runner for an event source: the same start as [`run_http`], then each event handed to the
+/// handler, with `$answer` as what the runtime is told.
+macro_rules! event_runner {
+    ($(#[$doc:meta])* $name:ident, $handler_trait:ident, $event:ty, |$handler:ident, $payload:ident| $answer:expr) => {
+        $(#[$doc])*
+        pub async fn $name<H: $handler_trait>(
+            build: impl FnOnce(&Wiring<'_>) -> Result<H, ConfigError>,
+        ) -> Result<(), lambda_http::Error> {
+            use lambda_http::lambda_runtime::{self, LambdaEvent};
+            crate::init_telemetry();
+            let handler = crate::configure(|| build_checked(build));
+            let $handler = &handler;
+            lambda_runtime::run(lambda_runtime::service_fn(move |event: LambdaEvent<$event>| async move {
+                let $payload = event.payload;
+                $answer
+            }))
+            .await
+        }
+    };
 }
 
-/// Runs a DynamoDB stream consumer, as [`run_http`] runs an HTTP function. A batch that is not a
-/// stream event is an invocation error: Lambda retries it, then parks it in the on-failure queue.
-pub async fn run_stream<H: StreamHandler>(
-    build: impl FnOnce(&Wiring<'_>) -> Result<H, ConfigError>,
-) -> Result<(), lambda_http::Error> {
-    use lambda_http::lambda_runtime::{self, LambdaEvent};
-    crate::init_telemetry();
-    let handler = crate::configure(|| build_checked(build));
-    let handler = &handler;
-    lambda_runtime::run(lambda_runtime::service_fn(
-        move |event: LambdaEvent<crate::app_events::StreamEvent>| async move {
-            Ok::<_, lambda_http::Error>(handler.handle(event.payload).await)
-        },
-    ))
-    .await
-}
+event_runner!(
+    /// Runs an SQS consumer, as [`run_http`] runs an HTTP function.
+    run_sqs, SqsHandler, SqsEvent,
+    |handler, batch| Ok::<_, lambda_http::Error>(handler.handle(batch).await)
+);
 
-/// Runs an SNS subscriber, as [`run_http`] runs an HTTP function.
-pub async fn run_sns<H: SnsHandler>(
-    build: impl FnOnce(&Wiring<'_>) -> Result<H, ConfigError>,
-) -> Result<(), lambda_http::Error> {
-    use lambda_http::lambda_runtime::{self, LambdaEvent};
-    crate::init_telemetry();
-    let handler = crate::configure(|| build_checked(build));
-    let handler = &handler;
-    lambda_runtime::run(lambda_runtime::service_fn(
-        move |event: LambdaEvent<crate::mail_feedback::SnsEvent>| async move {
-            handler
-                .handle(event.payload)
-                .await
-                .map_err(|_| lambda_http::Error::from("feedback not recorded; see the log"))
-        },
-    ))
-    .await
-}
+event_runner!(
+    /// Runs a DynamoDB stream consumer. A batch that is not a stream event is an invocation
+    /// error: Lambda retries it, then parks it in the on-failure queue.
+    run_stream, StreamHandler, crate::app_events::StreamEvent,
+    |handler, batch| Ok::<_, lambda_http::Error>(handler.handle(batch).await)
+);
+
+event_runner!(
+    /// Runs an SNS subscriber; a failure has Lambda try the event again.
+    run_sns, SnsHandler, crate::mail_feedback::SnsEvent,
+    |handler, event| handler
+        .handle(event)
+        .await
+        .map_err(|_| lambda_http::Error::from("feedback not recorded; see the log"))
+);
