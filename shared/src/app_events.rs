@@ -19,7 +19,7 @@ use crate::aws_error::redacted;
 use crate::config::{self, ConfigError};
 use crate::domain::{ConfirmMethod, UnixTime, User, UserStatus};
 use crate::metrics::{self, Metric};
-use crate::ports::Clock;
+use crate::ports::{AddressRelease, Clock};
 use crate::usecases::error_chain;
 use crate::wiring::{StreamHandler, Wiring};
 
@@ -87,19 +87,6 @@ pub struct EventDetail {
 pub struct AppEvent {
     pub kind: EventType,
     pub detail: EventDetail,
-}
-
-/// Frees the address look-up a removed user leaves behind (TTL removes the user item only).
-#[async_trait]
-pub trait AddressRelease: Send + Sync {
-    async fn release_address(&self, user: &User) -> anyhow::Result<()>;
-}
-
-#[async_trait]
-impl AddressRelease for crate::store::DynamoStore {
-    async fn release_address(&self, user: &User) -> anyhow::Result<()> {
-        crate::store::DynamoStore::release_address(self, user).await
-    }
 }
 
 /// Hands events to the bus.

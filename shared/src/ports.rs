@@ -193,6 +193,13 @@ pub trait DeliveryFeedback: Send + Sync {
     ) -> anyhow::Result<bool>;
 }
 
+/// Frees the address look-up a removed user leaves behind (TTL removes the user item only).
+#[async_trait]
+pub trait AddressRelease: Send + Sync {
+    /// Deletes the look-up unless another user owns the address now.
+    async fn release_address(&self, user: &User) -> anyhow::Result<()>;
+}
+
 /// Erases users.
 #[async_trait]
 pub trait UserEraser: Send + Sync {

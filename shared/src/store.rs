@@ -26,8 +26,8 @@ use crate::domain::{
     ThrottleRule, Throttled, UnixTime, User, UserId, UserStatus,
 };
 use crate::ports::{
-    AddressChangeRefusal, Claim, ClaimCondition, ClaimId, Confirmations, CreateOutcome, DeliveryFeedback,
-    DeliveryReport, RequestCounters, SendClaims, UserEraser, UserReader, UserRegistry,
+    AddressChangeRefusal, AddressRelease, Claim, ClaimCondition, ClaimId, Confirmations, CreateOutcome,
+    DeliveryFeedback, DeliveryReport, RequestCounters, SendClaims, UserEraser, UserReader, UserRegistry,
 };
 
 type Item = HashMap<String, AttributeValue>;
@@ -337,9 +337,12 @@ impl DynamoStore {
             .item("kind", AttributeValue::S("email".into()))
             .item("user_id", AttributeValue::S(user_id.as_str().into()))
     }
+}
 
+#[async_trait]
+impl AddressRelease for DynamoStore {
     /// Removes the address look-up a removed user left behind, unless another user owns it now.
-    pub async fn release_address(&self, user: &User) -> anyhow::Result<()> {
+    async fn release_address(&self, user: &User) -> anyhow::Result<()> {
         let result = self
             .aws
             .dynamodb()
