@@ -157,14 +157,19 @@ pub fn email_enabled(source: &dyn Source) -> Result<bool, ConfigError> {
 pub fn public_base_url(source: &dyn Source) -> Result<String, ConfigError> {
     const NAME: &str = "PUBLIC_BASE_URL";
     let url = required(source, NAME, "the public address of the API, e.g. https://confirm.example.com")?;
+    parse_base_url(&url).map_err(|reason| ConfigError::invalid(NAME, reason))
+}
+
+/// An origin with an optional base path, without the trailing slash.
+pub fn parse_base_url(url: &str) -> Result<String, String> {
     let url = url.trim().trim_end_matches('/').to_owned();
     let rest = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"))
-        .ok_or_else(|| ConfigError::invalid(NAME, "must start with https:// (or http:// for local use)"))?;
+        .ok_or("must start with https:// (or http:// for local use)")?;
     let host = rest.split('/').next().unwrap_or_default();
     if host.is_empty() || rest.contains(['?', '#', ' ', '"', '\'', '<', '>', '&', '\\']) {
-        return Err(ConfigError::invalid(NAME, "must be an origin with an optional path, without query or fragment"));
+        return Err("must be an origin with an optional path, without query or fragment".to_owned());
     }
     Ok(url)
 }

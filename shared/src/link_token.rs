@@ -229,6 +229,14 @@ impl LinkIssuer {
         })
     }
 
+    /// A link issued here, pointing at another base (an app's own confirm-page domain).
+    pub fn rebased(&self, url: &str, base: Option<&str>) -> String {
+        match (base, url.strip_prefix(self.public_base_url.as_str())) {
+            (Some(base), Some(path)) => format!("{base}{path}"),
+            _ => url.to_owned(),
+        }
+    }
+
     pub fn verifier(&self) -> &LinkVerifier {
         &self.verifier
     }

@@ -10,8 +10,9 @@ use base64::Engine as _;
 use minijinja::{Environment, context};
 
 use crate::aws::AwsClients;
+use crate::clients::{Accent, Brand, Clients, Support};
 use crate::config::{self, ConfigError, Source};
-use crate::domain::{EmailAddress, Locale, LocaleNegotiation};
+use crate::domain::{ClientId, EmailAddress, Locale, LocaleNegotiation};
 use crate::ports::Mailer;
 
 /// The languages mails are written in.
@@ -63,6 +64,9 @@ impl MailTemplates {
                     let source = match self.dir.as_ref().map(|dir| dir.join(name)).filter(|path| path.is_file()) {
                         Some(path) => std::fs::read_to_string(&path)
                             .map_err(|err| format!("reading {}: {err}", path.display()))?,
+                        // The shipped text bodies end with the brand's closing lines; an
+                        // operator's own body places `{{ closing }}` where it wants it, or not.
+                        None if name.ends_with("/body.txt") => format!("{}\n\n{{{{ closing }}}}\n", builtin.trim_end()),
                         None => builtin.to_owned(),
                     };
                     env.add_template_owned(name, source).map_err(|err| format!("{name}: {err}"))?;
@@ -73,15 +77,16 @@ impl MailTemplates {
             .map_err(|reason| TemplateError(anyhow!("the mail templates do not compile: {reason}")))
     }
 
-    /// Renders the confirmation mail in a shipped locale.
+    /// Renders the confirmation mail in a shipped locale, in the app's brand.
     pub fn render_confirmation(
         &self,
         locale: &'static str,
-        app_name: &str,
+        brand: &Brand,
         link: &str,
         lifetime: Duration,
     ) -> Result<ConfirmationMail, TemplateError> {
         let env = self.environment()?;
+        let app_name = &brand.app_name;
         // "30 minutes", "1 Stunde": the lifetime in words, in the mail's language.
         let valid_for = crate::durations::valid_for(locale, lifetime).map_err(|err| TemplateError(anyhow!(err)))?;
         // Kept for operators' own templates written before `valid_for`; rounded up as it was.
@@ -94,10 +99,70 @@ impl MailTemplates {
                 .and_then(|t| t.render(ctx))
                 .map_err(|err| TemplateError(anyhow!(err)))
         };
+        let closing = BrandLines::new(locale, brand).map_err(|err| TemplateError(anyhow!(err)))?;
         let subject = render("subject.txt", context! { app_name })?.trim().to_owned();
-        let text = render("body.txt", context! { app_name, link => link.clone(), valid_for, valid_hours })?;
-        let html = render("body.html", context! { app_name, link, valid_for, valid_hours, locale, subject })?;
-        Ok(ConfirmationMail { locale, subject, text, html })
+        let text = render(
+            "body.txt",
+            context! { app_name, link => link.clone(), valid_for, valid_hours, closing => closing.as_text() },
+        )?;
+        let accent = brand.accent.unwrap_or(Accent::DEFAULT);
+        let html = render(
+            "body.html",
+            context! {
+                app_name, link, valid_for, valid_hours, locale, subject,
+                logo_url => brand.logo_url.as_deref(),
+                accent => accent.css(),
+                accent_text => accent.text_on(),
+                signature => closing.signature,
+                help => closing.help,
+                help_link => closing.help_link,
+                support_href => brand.support.as_ref().map(Support::href),
+                footer => brand.footer.as_deref(),
+            },
+        )?;
+        Ok(ConfirmationMail { locale, subject, text, html, from: None })
+    }
+}
+
+/// The lines that close every mail, in its language: the signature, where to get help, the
+/// legal footer.
+struct BrandLines {
+    signature: String,
+    help: Option<String>,
+    help_link: Option<String>,
+    support: Option<String>,
+    footer: Option<String>,
+}
+
+impl BrandLines {
+    fn new(locale: &'static str, brand: &Brand) -> Result<Self, String> {
+        let phrase = |key: &str| crate::confirm_page::render::phrase(locale, key, &brand.app_name);
+        let (help, help_link) = match &brand.support {
+            None => (None, None),
+            Some(_) => (Some(phrase("help")?), Some(phrase("help.link")?)),
+        };
+        Ok(Self {
+            signature: phrase("signature")?,
+            help,
+            help_link,
+            support: brand.support.as_ref().map(|support| match support {
+                Support::Web(url) => url.clone(),
+                Support::Mail(address) => address.clone(),
+            }),
+            footer: brand.footer.clone(),
+        })
+    }
+
+    /// The closing lines of the text part: the signature, then help and the footer.
+    fn as_text(&self) -> String {
+        let mut text = self.signature.clone();
+        if let (Some(help), Some(support)) = (&self.help, &self.support) {
+            text.push_str(&format!("\n\n{help} {support}"));
+        }
+        if let Some(footer) = &self.footer {
+            text.push_str(&format!("\n{footer}"));
+        }
+        text
     }
 }
 
@@ -106,45 +171,36 @@ impl MailTemplates {
 pub struct MailSettings {
     /// `EMAIL_ENABLED`: when false, no mail is sent and sends answer "e-mail disabled".
     pub enabled: bool,
-    /// `APP_NAME`: the product name the mail speaks of.
-    pub app_name: String,
-    /// `DEFAULT_LOCALE`: the language when neither the request nor the user names a shipped one.
-    pub default_locale: &'static str,
+    /// The brand, sender, default language and link base of each app (see `clients`).
+    pub clients: Arc<Clients>,
     /// `MAIL_TEMPLATES_DIR`: the operator's own templates, replacing shipped ones file by file.
     pub templates: MailTemplates,
 }
 
 impl MailSettings {
     pub fn from_config(source: &dyn Source) -> Result<Self, ConfigError> {
-        let enabled = config::email_enabled(source)?;
-        let default_locale =
-            match config::optional(source, "DEFAULT_LOCALE") {
-                None => FALLBACK_LOCALE,
-                Some(tag) => {
-                    let locale = Locale::parse(&tag).map_err(|err| ConfigError::invalid("DEFAULT_LOCALE", err))?;
-                    MAIL_LOCALES.iter().copied().find(|shipped| *shipped == locale.as_str()).ok_or_else(|| {
-                        ConfigError::invalid("DEFAULT_LOCALE", format!("must be one of {MAIL_LOCALES:?}"))
-                    })?
-                }
-            };
         Ok(Self {
-            enabled,
-            app_name: config::optional(source, "APP_NAME").unwrap_or_else(|| "mailconfirm".to_owned()),
-            default_locale,
+            enabled: config::email_enabled(source)?,
+            clients: Arc::new(Clients::from_config(source)?),
             templates: MailTemplates::new(config::optional(source, "MAIL_TEMPLATES_DIR").map(PathBuf::from)),
         })
     }
 
-    /// The language of a mail: the request's choice, else the user's, else the default,
+    /// The language of a mail: the request's choice, else the user's, else the app's default,
     /// each falling back from region to language (`fr-CA` → `fr`).
-    pub fn choose_locale(&self, requested: Option<&Locale>, stored: Option<&Locale>) -> &'static str {
-        LocaleNegotiation { available: MAIL_LOCALES, default: self.default_locale }
+    pub fn choose_locale(
+        &self,
+        requested: Option<&Locale>,
+        stored: Option<&Locale>,
+        client: Option<&ClientId>,
+    ) -> &'static str {
+        LocaleNegotiation { available: MAIL_LOCALES, default: self.clients.for_client(client).default_locale }
             .choose(requested.into_iter().chain(stored))
     }
 }
 
 /// `Name <address>`, with a non-ASCII name MIME-encoded as SES requires.
-fn from_header(address: &EmailAddress, name: Option<&str>) -> String {
+pub fn from_header(address: &EmailAddress, name: Option<&str>) -> String {
     match name.map(str::trim).filter(|n| !n.is_empty()) {
         None => address.as_typed().to_owned(),
         Some(name) if name.is_ascii() && !name.contains(['"', '\\', '<', '>']) => {
@@ -160,6 +216,8 @@ fn from_header(address: &EmailAddress, name: Option<&str>) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfirmationMail {
     pub locale: &'static str,
+    /// The app's own From header, when its client has one; else the mailer's.
+    pub from: Option<String>,
     pub subject: String,
     pub text: String,
     pub html: String,
@@ -238,7 +296,7 @@ impl Mailer for SesMailer {
             .sesv2()
             .await
             .send_email()
-            .from_email_address(&self.from)
+            .from_email_address(mail.from.as_deref().unwrap_or(&self.from))
             .destination(Destination::builder().to_addresses(to.as_typed()).build())
             .content(EmailContent::builder().simple(message).build())
             .set_configuration_set_name(self.configuration_set.clone())
@@ -273,7 +331,7 @@ mod tests {
     #[test]
     fn every_shipped_locale_renders_all_three_parts_with_the_link() {
         for locale in MAIL_LOCALES {
-            let mail = MailTemplates::default().render_confirmation(locale, "Acme", LINK, DAY).unwrap();
+            let mail = MailTemplates::default().render_confirmation(locale, &Brand::named("Acme"), LINK, DAY).unwrap();
             assert!(mail.subject.contains("Acme") && !mail.subject.contains('\n'), "{locale}: {}", mail.subject);
             assert!(mail.text.contains(LINK) && mail.text.contains("24"), "{locale}");
             assert!(!mail.text.contains("1 hours") && !mail.html.contains("{{"), "{locale}");
@@ -288,12 +346,12 @@ mod tests {
         let fr_ca = Locale::parse("fr-CA").unwrap();
         let ja = Locale::parse("ja").unwrap();
         let de = Locale::parse("de").unwrap();
-        assert_eq!(defaults.choose_locale(Some(&fr_ca), None), "fr");
-        assert_eq!(defaults.choose_locale(Some(&ja), None), "en");
-        assert_eq!(defaults.choose_locale(None, Some(&de)), "de");
-        assert_eq!(defaults.choose_locale(Some(&ja), Some(&de)), "de");
+        assert_eq!(defaults.choose_locale(Some(&fr_ca), None, None), "fr");
+        assert_eq!(defaults.choose_locale(Some(&ja), None, None), "en");
+        assert_eq!(defaults.choose_locale(None, Some(&de), None), "de");
+        assert_eq!(defaults.choose_locale(Some(&ja), Some(&de), None), "de");
         let french_default = settings(&[("SENDER_ADDRESS", "no-reply@example.com"), ("DEFAULT_LOCALE", "fr")]);
-        assert_eq!(french_default.choose_locale(Some(&ja), None), "fr");
+        assert_eq!(french_default.choose_locale(Some(&ja), None, None), "fr");
     }
 
     #[test]
@@ -311,34 +369,40 @@ mod tests {
         for locale in MAIL_LOCALES {
             for seconds in [6, 30 * 60, 3_600, 5_400, 86_400, 2 * 86_400] {
                 let lifetime = Duration::from_secs(seconds);
-                let mail = MailTemplates::default().render_confirmation(locale, "Acme", LINK, lifetime).unwrap();
+                let mail = MailTemplates::default()
+                    .render_confirmation(locale, &Brand::named("Acme"), LINK, lifetime)
+                    .unwrap();
                 let sentence = sentence_of(locale, seconds);
                 assert!(mail.text.contains(&sentence), "{locale} {seconds}: {}", mail.text);
                 assert!(mail.html.contains(&sentence), "{locale} {seconds}");
             }
         }
         let english = |seconds| {
-            MailTemplates::default().render_confirmation("en", "Acme", LINK, Duration::from_secs(seconds)).unwrap().text
+            MailTemplates::default()
+                .render_confirmation("en", &Brand::named("Acme"), LINK, Duration::from_secs(seconds))
+                .unwrap()
+                .text
         };
         assert!(english(6).contains("valid for 1 minute."));
         assert!(english(30 * 60).contains("valid for 30 minutes."));
         assert!(english(3_600).contains("valid for 1 hour."));
         assert!(english(2 * 86_400).contains("valid for 2 days."));
-        let german =
-            MailTemplates::default().render_confirmation("de", "Acme", LINK, Duration::from_secs(3_600)).unwrap();
+        let german = MailTemplates::default()
+            .render_confirmation("de", &Brand::named("Acme"), LINK, Duration::from_secs(3_600))
+            .unwrap();
         assert!(german.text.contains("Der Link ist 1 Stunde gültig."));
     }
 
     #[test]
     fn the_english_greeting_is_followed_by_a_capital() {
-        let mail = MailTemplates::default().render_confirmation("en", "Acme", LINK, DAY).unwrap();
+        let mail = MailTemplates::default().render_confirmation("en", &Brand::named("Acme"), LINK, DAY).unwrap();
         assert!(mail.text.starts_with("Hello,\n\nPlease confirm"), "{}", mail.text);
         assert!(mail.html.contains(">Please confirm"));
     }
 
     #[test]
     fn the_html_mail_offers_a_dark_scheme() {
-        let mail = MailTemplates::default().render_confirmation("en", "Acme", LINK, DAY).unwrap();
+        let mail = MailTemplates::default().render_confirmation("en", &Brand::named("Acme"), LINK, DAY).unwrap();
         assert!(mail.html.contains(r#"<meta name="color-scheme" content="light dark">"#));
         assert!(mail.html.contains("color-scheme:light dark"));
         assert!(mail.html.contains("@media (prefers-color-scheme: dark)"));
@@ -350,7 +414,7 @@ mod tests {
         std::fs::create_dir_all(dir.join("en")).unwrap();
         std::fs::write(dir.join("en/body.txt"), "{{ link }} works {{ valid_hours }} h").unwrap();
         let mail = MailTemplates::new(Some(dir.clone()))
-            .render_confirmation("en", "Acme", LINK, Duration::from_secs(5_400))
+            .render_confirmation("en", &Brand::named("Acme"), LINK, Duration::from_secs(5_400))
             .unwrap();
         assert!(mail.text.ends_with("works 2 h"), "{}", mail.text);
         std::fs::remove_dir_all(dir).unwrap();
@@ -358,14 +422,14 @@ mod tests {
 
     #[test]
     fn the_french_mail_is_in_french() {
-        let mail = MailTemplates::default().render_confirmation("fr", "Acme", LINK, DAY).unwrap();
+        let mail = MailTemplates::default().render_confirmation("fr", &Brand::named("Acme"), LINK, DAY).unwrap();
         assert_eq!(mail.subject, "Confirmez votre adresse e-mail pour Acme");
         assert!(mail.html.contains("Confirmer mon adresse"));
     }
 
     #[test]
     fn the_app_name_is_escaped_in_html_but_not_in_text() {
-        let mail = MailTemplates::default().render_confirmation("en", "<Acme & Co>", LINK, DAY).unwrap();
+        let mail = MailTemplates::default().render_confirmation("en", &Brand::named("<Acme & Co>"), LINK, DAY).unwrap();
         assert!(mail.html.contains("&lt;Acme &amp; Co&gt;") && !mail.html.contains("<Acme"));
         assert!(mail.text.contains("<Acme & Co>"));
     }
@@ -376,11 +440,13 @@ mod tests {
         std::fs::create_dir_all(dir.join("en")).unwrap();
         std::fs::write(dir.join("en/subject.txt"), "Welcome to {{ app_name }}, confirm please").unwrap();
         let custom = MailTemplates::new(Some(dir.clone()));
-        let mail = custom.render_confirmation("en", "Acme", LINK, DAY).unwrap();
+        let mail = custom.render_confirmation("en", &Brand::named("Acme"), LINK, DAY).unwrap();
         assert_eq!(mail.subject, "Welcome to Acme, confirm please");
         assert!(mail.text.contains(LINK), "other parts stay shipped");
         std::fs::write(dir.join("en/subject.txt"), "{% if %}").unwrap();
-        assert!(MailTemplates::new(Some(dir.clone())).render_confirmation("en", "Acme", LINK, DAY).is_err());
+        assert!(
+            MailTemplates::new(Some(dir.clone())).render_confirmation("en", &Brand::named("Acme"), LINK, DAY).is_err()
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -399,5 +465,30 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         assert!(MailSettings::from_config(&env).unwrap_err().to_string().contains("DEFAULT_LOCALE"));
+    }
+
+    #[test]
+    fn the_mail_wears_the_apps_brand_and_signs_off_in_its_language() {
+        let brand = Brand {
+            logo_url: Some("https://cdn.acme.example/logo.png".to_owned()),
+            accent: Some(Accent::parse("#facc15").unwrap()),
+            support: Some(Support::parse("https://acme.example/help").unwrap()),
+            footer: Some("Acme Ltd · 1 Main Street".to_owned()),
+            ..Brand::named("Acme")
+        };
+        let mail = MailTemplates::default().render_confirmation("en", &brand, LINK, DAY).unwrap();
+        assert!(
+            mail.html.contains(r#"<img src="https:&#x2f;&#x2f;cdn.acme.example&#x2f;logo.png" alt="Acme""#),
+            "{}",
+            mail.html
+        );
+        assert!(mail.html.contains("background:#facc15;color:#18181b"), "dark text on a light accent");
+        assert!(mail.html.contains("— The Acme team") && mail.text.contains("\n\n— The Acme team"));
+        assert!(mail.text.contains("Need help? https://acme.example/help\nAcme Ltd · 1 Main Street"), "{}", mail.text);
+        let german = MailTemplates::default().render_confirmation("de", &brand, LINK, DAY).unwrap();
+        assert!(german.text.contains("— Ihr Acme-Team"), "{}", german.text);
+        let plain = MailTemplates::default().render_confirmation("en", &Brand::named("Acme"), LINK, DAY).unwrap();
+        assert!(!plain.html.contains("<img") && !plain.text.contains("Need help"));
+        assert!(plain.html.contains("background:#1d4ed8;color:#ffffff"));
     }
 }

@@ -7,8 +7,9 @@
 use std::path::Path;
 use std::process::Command;
 
+use mailconfirm::clients::{Accent, Brand, Support};
 use mailconfirm::confirm_page::outcome::{MaskedAddress, Page};
-use mailconfirm::confirm_page::render::{PAGE_LOCALES, PageForm, PageRenderer};
+use mailconfirm::confirm_page::render::{PAGE_LOCALES, PageForm, PageRenderer, PageView};
 use mailconfirm::domain::EmailAddress;
 use mailconfirm_local::harness::TestStack;
 use mailconfirm_local::template::project_root;
@@ -18,7 +19,14 @@ const TWO_DAYS: i64 = 2 * 24 * 3600;
 
 /// Every page in every language, as the function renders it, for the browser to screenshot.
 fn write_page_matrix(dir: &Path) {
-    let renderer = PageRenderer::new("mailconfirm local".to_owned(), "en");
+    let renderer = PageRenderer::default();
+    // The app's brand as a deployment sets it: colour, help and footer on every page.
+    let brand = Brand {
+        accent: Some(Accent::parse("#0f766e").unwrap()),
+        support: Some(Support::parse("help@example.com").unwrap()),
+        footer: Some("Example Ltd · 1 Main Street · Springfield".to_owned()),
+        ..Brand::named("mailconfirm local")
+    };
     let address = MaskedAddress::of(&EmailAddress::parse("ada@example.com").unwrap());
     for locale in PAGE_LOCALES {
         std::fs::create_dir_all(dir.join(locale)).unwrap();
@@ -26,7 +34,8 @@ fn write_page_matrix(dir: &Path) {
             let form =
                 page.button().map(|action| PageForm { action: action.as_str(), token: "token", redirect_to: None });
             let continue_to = page.is_success().then_some("https://app.example.com/");
-            let html = renderer.render(page, locale, form, continue_to, Some(&address)).unwrap();
+            let view = PageView { page, locale, brand: &brand, form, continue_to, address: Some(&address) };
+            let html = renderer.render(view).unwrap();
             std::fs::write(dir.join(locale).join(format!("{}.html", page.key())), html).unwrap();
         }
     }

@@ -613,7 +613,7 @@ async fn real_responses_have_documented_statuses_and_bodies_that_match_their_sch
         ("page", 200),
         ("page for an expired link", 410),
         ("page for an earlier address", 409),
-        ("press Confirm", 200),
+        ("press Confirm", 303),
         ("press Confirm with a redirect", 303),
         ("ask for a new link, throttled (2)", 429),
         ("page with mail off", 503),

@@ -8,15 +8,17 @@
 pub mod outcome;
 pub mod render;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use http::StatusCode;
 use lambda_http::{Body, Request, Response};
 
+use crate::clients::Clients;
 use crate::config::ConfigError;
 use crate::contracts::{form_field, header, query_param, source_ip};
-use crate::domain::{Locale, UnixTime, client_subject};
+use crate::domain::{ClientId, Locale, UnixTime, client_subject};
 use crate::link_token::AuthenticLink;
 use crate::mail::MailSettings;
 use crate::ports::{Clock, UserReader};
@@ -25,8 +27,8 @@ use crate::usecases::confirm::Confirmer;
 use crate::usecases::resend::Resend;
 use crate::usecases::throttle::{Limited, ResendThrottles};
 use crate::wiring::{HttpHandler, Wiring};
-use outcome::{Action, MaskedAddress, Page, RedirectPolicy};
-use render::{PageForm, PageRenderer, content_security_policy, protect};
+use outcome::{Action, MaskedAddress, Page};
+use render::{PageForm, PageRenderer, PageView, content_security_policy, protect};
 
 /// The page's path, where every link points.
 pub use crate::link_token::CONFIRM_PAGE_PATH;
@@ -36,10 +38,12 @@ pub struct ConfirmPage {
     confirmer: Confirmer,
     resend: Resend,
     throttles: ResendThrottles,
-    redirects: RedirectPolicy,
+    clients: Arc<Clients>,
     pages: PageRenderer,
     clock: Arc<dyn Clock>,
-    csp: String,
+    /// The Content-Security-Policy of each app (its logo, colours and redirect targets), made
+    /// once at start-up; `None` is the global one.
+    policies: HashMap<Option<String>, String>,
 }
 
 /// What the request carries, whichever method brought it.
@@ -48,60 +52,80 @@ struct Submission {
     redirect_to: Option<String>,
 }
 
-/// A page to show, in the language chosen for it, with the token its button sends back and
-/// the (masked) address it is about, when known.
+/// A page to show, in the language chosen for it, with the token its button sends back, the
+/// (masked) address it is about, when known, and the app it belongs to.
 struct Shown<'a> {
     page: Page,
     locale: &'static str,
     submission: &'a Submission,
     address: Option<MaskedAddress>,
+    client: Option<&'a ClientId>,
 }
+
+/// The query parameter of the result page a Confirm `POST` is redirected to (post/redirect/get),
+/// naming the page the press ended on.
+const AFTER_CONFIRM: &str = "done";
 
 impl ConfirmPage {
     pub fn from_config(w: &Wiring<'_>) -> Result<Self, ConfigError> {
         let store = w.store()?;
-        let settings = MailSettings::from_config(w.config)?;
-        let redirects = RedirectPolicy::from_config(w.config)?;
+        let clients = MailSettings::from_config(w.config)?.clients;
+        let policies = clients
+            .all()
+            .map(|(id, settings)| {
+                (id.map(str::to_owned), content_security_policy(&settings.brand, &settings.redirects))
+            })
+            .collect();
         Ok(Self {
             users: store,
             confirmer: Confirmer::from_config(w)?,
             resend: Resend::from_config(w)?,
             throttles: ResendThrottles::from_config(w.config)?,
-            csp: content_security_policy(&redirects.origins()),
-            redirects,
-            pages: PageRenderer::new(settings.app_name, settings.default_locale),
+            clients,
+            pages: PageRenderer::default(),
             clock: w.clock.clone(),
+            policies,
         })
     }
+
+    fn policy_for(&self, client: Option<&ClientId>) -> &str {
+        let known = client.map(|id| id.as_str().to_owned()).filter(|id| self.policies.contains_key(&Some(id.clone())));
+        self.policies.get(&known).map(String::as_str).unwrap_or(FALLBACK_POLICY)
+    }
 }
+
+/// Only used if the global policy were missing, which `from_config` rules out: the strictest.
+const FALLBACK_POLICY: &str = "default-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 #[async_trait]
 impl HttpHandler for ConfirmPage {
     async fn handle(&self, request: Request) -> Response<Body> {
         let method = request.method().clone();
-        let mut response = match method {
+        let (mut response, client) = match method {
             http::Method::GET | http::Method::HEAD => self.open(&request).await,
             http::Method::POST => self.submit(&request).await,
             _ => {
                 let mut response = Response::new(Body::Empty);
                 *response.status_mut() = http::StatusCode::METHOD_NOT_ALLOWED;
                 response.headers_mut().insert(http::header::ALLOW, http::HeaderValue::from_static("GET, HEAD, POST"));
-                response
+                (response, None)
             }
         };
         if method == http::Method::HEAD {
             *response.body_mut() = Body::Empty;
         }
-        protect(&mut response, &self.csp);
+        protect(&mut response, self.policy_for(client.as_ref()));
         response
     }
 }
 
 impl ConfirmPage {
-    /// `GET`/`HEAD`: reads the user to say where the link stands; writes nothing.
-    async fn open(&self, request: &Request) -> Response<Body> {
+    /// `GET`/`HEAD`: reads the user to say where the link stands; writes nothing. After a
+    /// Confirm `POST` (`done=<page>`), the same reading, with what the press said, tells how it ended.
+    async fn open(&self, request: &Request) -> (Response<Body>, Option<ClientId>) {
         let submission =
             Submission { token: query_param(request, "token"), redirect_to: query_param(request, "redirect_to") };
+        let after_confirm = query_param(request, AFTER_CONFIRM);
         let link = self.confirmer.authenticate(submission.token.as_deref().unwrap_or_default(), self.clock.now());
         let (page, link) = match link {
             Err(err) => (Page::on_bad_link(err), None),
@@ -116,39 +140,67 @@ impl ConfirmPage {
                 }
             },
         };
+        let page = match after_confirm {
+            Some(pressed) => page.after_confirm_redirect(&pressed),
+            None => page,
+        };
+        let user = link.as_ref().and_then(|(_, user)| user.as_ref());
         let link_locale = link.as_ref().and_then(|(link, _)| link.link.locale.clone());
-        let stored_locale = link.as_ref().and_then(|(_, user)| user.as_ref()).and_then(|user| user.locale.clone());
-        let locale = self.locale_for(request, [link_locale.as_ref(), stored_locale.as_ref()]);
-        let address = link.as_ref().and_then(|(_, user)| user.as_ref()).map(|user| MaskedAddress::of(&user.email));
-        self.show(Shown { page, locale, submission: &submission, address })
+        let stored_locale = user.and_then(|user| user.locale.clone());
+        let client = user.and_then(|user| user.client_id.clone());
+        let locale = self.locale_for(request, [link_locale.as_ref(), stored_locale.as_ref()], client.as_ref());
+        let address = user.map(|user| MaskedAddress::of(&user.email));
+        let response = self.show(Shown { page, locale, submission: &submission, address, client: client.as_ref() });
+        (response, client)
     }
 
-    /// `POST`: the Confirm button, or "send me a new link".
-    async fn submit(&self, request: &Request) -> Response<Body> {
+    /// `POST`: the Confirm button, or "send me a new link". Confirm always ends in a `303`:
+    /// to the app when it is done and the app asked for it, else to the result page, so
+    /// Reload, Back and Forward never post again.
+    async fn submit(&self, request: &Request) -> (Response<Body>, Option<ClientId>) {
         let body = request.body().as_ref();
         let field = |name: &str| form_field(body, name).or_else(|| query_param(request, name));
         let submission = Submission { token: field("token"), redirect_to: field("redirect_to") };
         let now = self.clock.now();
         let link = self.confirmer.authenticate(submission.token.as_deref().unwrap_or_default(), now);
-        let locale = self.locale_for(request, [link.as_ref().ok().and_then(|l| l.link.locale.as_ref()), None]);
-        let (page, address) = match Action::parse(field("action").as_deref()) {
-            None => (Page::Invalid, None),
+        match Action::parse(field("action").as_deref()) {
+            None => {
+                let locale =
+                    self.locale_for(request, [link.as_ref().ok().and_then(|l| l.link.locale.as_ref()), None], None);
+                let page = Page::Invalid;
+                (self.show(Shown { page, locale, submission: &submission, address: None, client: None }), None)
+            }
             Some(Action::Confirm) => {
                 let by = crate::contracts::confirmed_by(request, crate::domain::ConfirmMethod::Link);
                 let result = self.confirmer.confirm_link(link, now, &by).await;
                 if let Some(failure) = result.as_ref().err().and_then(MaybeFailure::failure) {
                     failure.report();
                 }
-                (Page::after_confirm(&result), result.as_ref().ok().map(|user| MaskedAddress::of(&user.email)))
+                let client = result.as_ref().ok().and_then(|user| user.client_id.clone());
+                let settings = self.clients.for_client(client.as_ref());
+                let page = Page::after_confirm(&result);
+                if page.is_success()
+                    && let Some(target) = settings.redirects.target(submission.redirect_to.as_deref())
+                {
+                    return (see_other(target), client);
+                }
+                if page == Page::Invalid {
+                    // Not a link of ours (perhaps not even a token): nothing to read again, and
+                    // nothing of it belongs in a Location header.
+                    let locale = self.locale_for(request, [None, None], None);
+                    let shown = Shown { page, locale, submission: &submission, address: None, client: None };
+                    return (self.show(shown), None);
+                }
+                let redirect_to = submission.redirect_to.as_deref().filter(|target| settings.redirects.allows(target));
+                (see_other(&result_page(submission.token.as_deref(), redirect_to, page)), client)
             }
-            Some(Action::SendNewLink) => (self.send_new_link(request, link.as_ref().ok(), now).await, None),
-        };
-        if page.is_success()
-            && let Some(target) = self.redirects.target(submission.redirect_to.as_deref())
-        {
-            return see_other(target);
+            Some(Action::SendNewLink) => {
+                let locale =
+                    self.locale_for(request, [link.as_ref().ok().and_then(|l| l.link.locale.as_ref()), None], None);
+                let page = self.send_new_link(request, link.as_ref().ok(), now).await;
+                (self.show(Shown { page, locale, submission: &submission, address: None, client: None }), None)
+            }
         }
-        self.show(Shown { page, locale, submission: &submission, address })
     }
 
     async fn send_new_link(&self, request: &Request, link: Option<&AuthenticLink>, now: UnixTime) -> Page {
@@ -168,23 +220,35 @@ impl ConfirmPage {
         Page::after_new_link(&result, now)
     }
 
-    fn locale_for(&self, request: &Request, preferred: [Option<&Locale>; 2]) -> &'static str {
+    fn locale_for(
+        &self,
+        request: &Request,
+        preferred: [Option<&Locale>; 2],
+        client: Option<&ClientId>,
+    ) -> &'static str {
         let preferred: Vec<&Locale> = preferred.into_iter().flatten().collect();
-        self.pages.choose_locale(&preferred, header(request, "accept-language"))
+        let default = self.clients.for_client(client).default_locale;
+        render::choose_locale(&preferred, header(request, "accept-language"), default)
     }
 
     fn show(&self, shown: Shown<'_>) -> Response<Body> {
-        let Shown { page, locale, submission, address } = shown;
+        let Shown { page, locale, submission, address, client } = shown;
+        let settings = self.clients.for_client(client);
         let form = match (page.button(), submission.token.as_deref()) {
             (Some(action), Some(token)) => {
                 Some(PageForm { action: action.as_str(), token, redirect_to: submission.redirect_to.as_deref() })
             }
             _ => None,
         };
-        let continue_to =
-            if page.is_success() { self.redirects.target(submission.redirect_to.as_deref()) } else { None };
+        // Done: on to where the app asked, else to the app itself.
+        let continue_to = if page.is_success() {
+            settings.redirects.target(submission.redirect_to.as_deref()).or(settings.brand.app_url.as_deref())
+        } else {
+            None
+        };
         tracing::info!(page = page.key(), status = page.status().as_u16(), "confirm page shown");
-        let html = match self.pages.render(page, locale, form, continue_to, address.as_ref()) {
+        let view = PageView { page, locale, brand: &settings.brand, form, continue_to, address: address.as_ref() };
+        let html = match self.pages.render(view) {
             Ok(html) => html,
             Err(reason) => {
                 tracing::error!(error = %reason, "the confirm page does not render");
@@ -204,6 +268,18 @@ impl ConfirmPage {
         }
         response
     }
+}
+
+/// The result page of a Confirm `POST`, relative to the page itself (so it works under a
+/// stage path too): the same link, read again, with `done=confirm`.
+fn result_page(token: Option<&str>, redirect_to: Option<&str>, pressed: Page) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    query.append_pair("token", token.unwrap_or_default());
+    if let Some(redirect_to) = redirect_to {
+        query.append_pair("redirect_to", redirect_to);
+    }
+    query.append_pair(AFTER_CONFIRM, pressed.key());
+    format!("{}?{}", CONFIRM_PAGE_PATH.trim_start_matches('/'), query.finish())
 }
 
 fn text_response(status: StatusCode, text: &str) -> Response<Body> {

@@ -3,7 +3,6 @@
 
 use http::StatusCode;
 
-use crate::config::{self, ConfigError, Source};
 use crate::domain::{EmailAddress, UnixTime, User, UserStatus};
 use crate::link_token::{AuthenticLink, LinkTokenError};
 use crate::usecases::confirm::ConfirmError;
@@ -144,6 +143,17 @@ impl Page {
         }
     }
 
+    /// The page a Confirm `POST` redirects to: the link as it stands now (`self`), worded by
+    /// what the press ended on (`pressed`, a page key). Only a truthful page comes out: the
+    /// press's word is taken only where the stored state agrees with it.
+    pub fn after_confirm_redirect(self, pressed: &str) -> Page {
+        match (self, pressed) {
+            (Page::AlreadyConfirmed, "confirmed") => Page::Confirmed,
+            (Page::AskToConfirm, "temporary_failure") => Page::TemporaryFailure { retry: Action::Confirm },
+            (state, _) => state,
+        }
+    }
+
     /// The page for a link that did not verify.
     pub fn on_bad_link(err: LinkTokenError) -> Page {
         match err {
@@ -213,86 +223,8 @@ impl std::fmt::Debug for MaskedAddress {
     }
 }
 
-/// Where a person goes after confirming: `CONFIRMED_REDIRECT_URL`, or an address the request
-/// names (`redirect_to`) only when its origin is on `CONFIRMED_REDIRECT_ALLOWED_ORIGINS`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RedirectPolicy {
-    default: Option<String>,
-    allowed_origins: Vec<String>,
-}
-
-impl RedirectPolicy {
-    pub fn from_config(source: &dyn Source) -> Result<Self, ConfigError> {
-        const URL: &str = "CONFIRMED_REDIRECT_URL";
-        const ORIGINS: &str = "CONFIRMED_REDIRECT_ALLOWED_ORIGINS";
-        let default = match config::optional(source, URL) {
-            None => None,
-            Some(url) => {
-                let url = url.trim().to_owned();
-                origin_of(&url).ok_or_else(|| ConfigError::invalid(URL, "expected an absolute http(s) URL"))?;
-                Some(url)
-            }
-        };
-        let allowed_origins = config::optional(source, ORIGINS)
-            .unwrap_or_default()
-            .split(',')
-            .map(|entry| entry.trim().trim_end_matches('/'))
-            .filter(|entry| !entry.is_empty())
-            .map(|entry| match origin_of(entry) {
-                Some(origin) if origin.eq_ignore_ascii_case(entry) || origin_without_default_port(entry) == origin => {
-                    Ok(origin)
-                }
-                _ => Err(ConfigError::invalid(
-                    ORIGINS,
-                    format!("{entry:?} is not an origin such as https://app.example.com"),
-                )),
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(Self { default, allowed_origins })
-    }
-
-    /// Where to send a confirmed person, if anywhere.
-    pub fn target<'a>(&'a self, requested: Option<&'a str>) -> Option<&'a str> {
-        let requested = requested
-            .map(str::trim)
-            .filter(|url| origin_of(url).is_some_and(|origin| self.allowed_origins.contains(&origin)));
-        requested.or(self.default.as_deref())
-    }
-
-    /// The origins a confirm form may end up at, for the page's `form-action` policy.
-    pub fn origins(&self) -> Vec<String> {
-        let mut origins: Vec<String> = self.default.iter().filter_map(|url| origin_of(url)).collect();
-        origins.extend(self.allowed_origins.iter().cloned());
-        origins.sort();
-        origins.dedup();
-        origins
-    }
-}
-
-/// `scheme://host[:port]` of an absolute http(s) URL as a browser parses it (WHATWG, by
-/// `url`), lower-cased and without a default port; `None` for anything else, including URLs
-/// with credentials and, stricter than a browser, any whitespace, control character or
-/// backslash, which browsers silently repair into another address.
-pub fn origin_of(url: &str) -> Option<String> {
-    if url.is_empty() || url.chars().any(|c| c.is_whitespace() || c.is_control() || c == '\\') {
-        return None;
-    }
-    let parsed = url::Url::parse(url).ok()?;
-    let credentials = !parsed.username().is_empty() || parsed.password().is_some();
-    if credentials || !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none_or(str::is_empty) {
-        return None;
-    }
-    Some(parsed.origin().ascii_serialization())
-}
-
-fn origin_without_default_port(entry: &str) -> String {
-    entry.to_ascii_lowercase().trim_end_matches(":443").trim_end_matches(":80").to_owned()
-}
-
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use super::*;
     use crate::domain::{DeliveryState, EmailAddress, UnixTime, UserId};
     use crate::link_token::VerifiedLink;
@@ -410,57 +342,5 @@ mod tests {
         assert_eq!(Action::parse(None), Some(Action::Confirm));
         assert_eq!(Action::parse(Some("send-new-link")), Some(Action::SendNewLink));
         assert_eq!(Action::parse(Some("delete-account")), None);
-    }
-
-    fn policy(pairs: &[(&str, &str)]) -> Result<RedirectPolicy, ConfigError> {
-        let env: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        RedirectPolicy::from_config(&env)
-    }
-
-    #[test]
-    fn origins_are_scheme_host_and_port_and_nothing_that_could_fool_a_comparison() {
-        assert_eq!(origin_of("https://App.Example.com/welcome?x=1").as_deref(), Some("https://app.example.com"));
-        assert_eq!(origin_of("https://app.example.com:443/").as_deref(), Some("https://app.example.com"));
-        assert_eq!(origin_of("http://127.0.0.1:3000/x").as_deref(), Some("http://127.0.0.1:3000"));
-        for bad in [
-            "/welcome",
-            "//evil.example/x",
-            "javascript:alert(1)",
-            "https://app.example.com@evil.example/",
-            "https://evil.example\\@app.example.com/",
-            "https://app.example.com /x",
-            "ftp://app.example.com/",
-            "",
-        ] {
-            assert_eq!(origin_of(bad), None, "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn a_requested_redirect_is_followed_only_to_an_allowed_origin() {
-        let policy = policy(&[
-            ("CONFIRMED_REDIRECT_URL", "https://app.example.com/welcome"),
-            ("CONFIRMED_REDIRECT_ALLOWED_ORIGINS", "https://app.example.com, https://beta.example.com/"),
-        ])
-        .unwrap();
-        assert_eq!(policy.target(None), Some("https://app.example.com/welcome"));
-        assert_eq!(policy.target(Some("https://beta.example.com/hi")), Some("https://beta.example.com/hi"));
-        assert_eq!(policy.target(Some("https://evil.example/hi")), Some("https://app.example.com/welcome"));
-        assert_eq!(
-            policy.target(Some("https://beta.example.com.evil.example/")),
-            Some("https://app.example.com/welcome")
-        );
-        assert_eq!(policy.origins(), ["https://app.example.com", "https://beta.example.com"]);
-
-        let unconfigured = self::policy(&[]).unwrap();
-        assert_eq!(unconfigured.target(Some("https://app.example.com/")), None, "no allow-list, no redirect");
-    }
-
-    #[test]
-    fn malformed_redirect_settings_stop_the_start() {
-        let err = policy(&[("CONFIRMED_REDIRECT_URL", "/welcome")]).unwrap_err().to_string();
-        assert!(err.contains("CONFIRMED_REDIRECT_URL"), "{err}");
-        let err = policy(&[("CONFIRMED_REDIRECT_ALLOWED_ORIGINS", "https://app.example.com/path")]).unwrap_err();
-        assert!(err.to_string().contains("CONFIRMED_REDIRECT_ALLOWED_ORIGINS"), "{err}");
     }
 }

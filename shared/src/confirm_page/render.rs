@@ -10,7 +10,9 @@ use minijinja::{Environment, Value, context};
 use sha2::{Digest, Sha256};
 
 use super::outcome::{MaskedAddress, Page};
+use crate::clients::{Accent, Brand};
 use crate::domain::{Locale, LocaleNegotiation};
+use crate::redirect::RedirectPolicy;
 
 /// The languages the page is written in, as the mails are.
 pub const PAGE_LOCALES: &[&str] = crate::mail::MAIL_LOCALES;
@@ -33,67 +35,75 @@ pub struct PageForm<'a> {
     pub redirect_to: Option<&'a str>,
 }
 
-/// Renders pages; the templates and string tables are parsed on first use, not at start-up.
-pub struct PageRenderer {
-    app_name: String,
-    default_locale: &'static str,
-    compiled: OnceLock<Result<Compiled, String>>,
+/// Everything one page shows.
+pub struct PageView<'a> {
+    pub page: Page,
+    pub locale: &'static str,
+    pub brand: &'a Brand,
+    pub form: Option<PageForm<'a>>,
+    /// Where "Continue to <app>" leads, on a success.
+    pub continue_to: Option<&'a str>,
+    pub address: Option<&'a MaskedAddress>,
 }
 
-struct Compiled {
-    env: Environment<'static>,
-    strings: HashMap<&'static str, HashMap<String, String>>,
+/// Renders pages; the template is parsed on first use, not at start-up.
+#[derive(Default)]
+pub struct PageRenderer {
+    compiled: OnceLock<Result<Environment<'static>, String>>,
+}
+
+type StringTables = HashMap<&'static str, HashMap<String, String>>;
+
+/// The string tables of the page (and the mail's closing lines), parsed on first use.
+fn string_tables() -> Result<&'static StringTables, String> {
+    static TABLES: OnceLock<Result<StringTables, String>> = OnceLock::new();
+    TABLES
+        .get_or_init(|| {
+            STRINGS
+                .iter()
+                .map(|(locale, json)| {
+                    serde_json::from_str(json).map(|table| (*locale, table)).map_err(|err| format!("{locale}: {err}"))
+                })
+                .collect()
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// One phrase of a shipped locale's table, with `{app}` filled in.
+pub fn phrase(locale: &str, key: &str, app_name: &str) -> Result<String, String> {
+    let table = string_tables()?.get(locale).ok_or_else(|| format!("no strings for {locale}"))?;
+    table.get(key).map(|text| text.replace("{app}", app_name)).ok_or_else(|| format!("{locale}: no {key}"))
+}
+
+/// The page's language: the link's or the user's, then the browser's `Accept-Language` (in its
+/// order of preference, `fr-CA` → `fr`), then the app's default; the same negotiation as the
+/// mail's.
+pub fn choose_locale(preferred: &[&Locale], accept_language: Option<&str>, default: &'static str) -> &'static str {
+    let accepted = Locale::accepted(accept_language.unwrap_or_default());
+    LocaleNegotiation { available: PAGE_LOCALES, default }.choose(preferred.iter().copied().chain(accepted.iter()))
 }
 
 impl PageRenderer {
-    pub fn new(app_name: String, default_locale: &'static str) -> Self {
-        Self { app_name, default_locale, compiled: OnceLock::new() }
-    }
-
-    fn compiled(&self) -> Result<&Compiled, String> {
+    fn template(&self) -> Result<minijinja::Template<'_, '_>, String> {
         self.compiled
             .get_or_init(|| {
                 let mut env = Environment::new();
                 env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
                 env.add_template("page.html", TEMPLATE).map_err(|err| format!("page.html: {err}"))?;
-                let strings = STRINGS
-                    .iter()
-                    .map(|(locale, json)| {
-                        serde_json::from_str(json)
-                            .map(|table| (*locale, table))
-                            .map_err(|err| format!("{locale}: {err}"))
-                    })
-                    .collect::<Result<_, _>>()?;
-                Ok(Compiled { env, strings })
+                Ok(env)
             })
             .as_ref()
-            .map_err(Clone::clone)
+            .map_err(Clone::clone)?
+            .get_template("page.html")
+            .map_err(|err| err.to_string())
     }
 
-    /// The page's language: the link's or the user's, then the browser's `Accept-Language`
-    /// (in its order of preference, `fr-CA` → `fr`), then the default; the same negotiation
-    /// as the mail's.
-    pub fn choose_locale(&self, preferred: &[&Locale], accept_language: Option<&str>) -> &'static str {
-        let accepted = Locale::accepted(accept_language.unwrap_or_default());
-        LocaleNegotiation { available: PAGE_LOCALES, default: self.default_locale }
-            .choose(preferred.iter().copied().chain(accepted.iter()))
-    }
-
-    /// The page's HTML in a shipped locale, naming `address` where the page is about it. Only
-    /// fails if a shipped template is broken, which the unit tests rule out.
-    pub fn render(
-        &self,
-        page: Page,
-        locale: &'static str,
-        form: Option<PageForm<'_>>,
-        continue_to: Option<&str>,
-        address: Option<&MaskedAddress>,
-    ) -> Result<String, String> {
-        let compiled = self.compiled()?;
-        let table = compiled.strings.get(locale).ok_or_else(|| format!("no strings for {locale}"))?;
-        let text = |key: &str| -> Result<String, String> {
-            table.get(key).map(|s| s.replace("{app}", &self.app_name)).ok_or_else(|| format!("{locale}: no {key}"))
-        };
+    /// The page's HTML in a shipped locale and the app's brand, naming the address where the
+    /// page is about it. Only fails if a shipped template is broken, which the unit tests rule out.
+    pub fn render(&self, view: PageView<'_>) -> Result<String, String> {
+        let PageView { page, locale, brand, form, continue_to, address } = view;
+        let text = |key: &str| phrase(locale, key, &brand.app_name);
         let key = page.key();
         let form = match (form, page.button()) {
             (Some(form), Some(_)) => Some(context! {
@@ -119,47 +129,73 @@ impl PageRenderer {
                 Some(context! { before, masked => masked.as_str(), after })
             }
         };
-        compiled
-            .env
-            .get_template("page.html")
-            .and_then(|template| {
-                template.render(context! {
-                    lang => locale,
-                    page => key,
-                    tone => page.tone(),
-                    app_name => &self.app_name,
-                    title,
-                    text => body_text,
-                    css => Value::from_safe_string(CSS.to_owned()),
-                    form,
-                    continue_to,
-                    continue_label,
-                    address,
-                })
+        let help = match &brand.support {
+            None => None,
+            Some(support) => {
+                Some(context! { text => text("help")?, link => text("help.link")?, href => support.href() })
+            }
+        };
+        self.template()?
+            .render(context! {
+                lang => locale,
+                page => key,
+                tone => page.tone(),
+                app_name => &brand.app_name,
+                logo_url => brand.logo_url.as_deref(),
+                title,
+                text => body_text,
+                css => Value::from_safe_string(CSS.to_owned()),
+                brand_css => Value::from_safe_string(brand_style(brand)),
+                form,
+                continue_to,
+                continue_label,
+                address,
+                help,
+                footer => brand.footer.as_deref(),
             })
             .map_err(|err| format!("rendering {key}: {err}"))
     }
 }
 
-/// `'sha256-…'` of the page's only style sheet, so the policy can forbid every other.
-fn style_hash() -> &'static str {
-    static HASH: OnceLock<String> = OnceLock::new();
-    HASH.get_or_init(|| {
-        format!("'sha256-{}'", base64::engine::general_purpose::STANDARD.encode(Sha256::digest(CSS.as_bytes())))
-    })
+/// The brand's colours as custom properties, in a style element of their own so the shared
+/// style sheet keeps one hash; the accent's own hash is computed at start-up.
+pub fn brand_style(brand: &Brand) -> String {
+    let accent = brand.accent.unwrap_or(Accent::DEFAULT);
+    format!(
+        ":root{{--accent:{};--accent-hover:{};--on-accent:{}}}",
+        accent.css(),
+        accent.darker().css(),
+        accent.text_on()
+    )
 }
 
-/// The page's Content-Security-Policy: nothing but its own style, forms only to itself and
-/// to the origins a confirmed person may be sent on to, never in a frame.
-pub fn content_security_policy(redirect_origins: &[String]) -> String {
+fn sha256_source(text: &str) -> String {
+    format!("'sha256-{}'", base64::engine::general_purpose::STANDARD.encode(Sha256::digest(text.as_bytes())))
+}
+
+/// `'sha256-…'` of the page's shared style sheet.
+fn style_hash() -> &'static str {
+    static HASH: OnceLock<String> = OnceLock::new();
+    HASH.get_or_init(|| sha256_source(CSS))
+}
+
+/// The page's Content-Security-Policy for one app: nothing but its two style elements (by
+/// hash) and its logo, forms only to itself and to where a confirmed person may be sent on,
+/// never in a frame.
+pub fn content_security_policy(brand: &Brand, redirects: &RedirectPolicy) -> String {
     let mut form_action = String::from("'self'");
-    for origin in redirect_origins {
+    for source in redirects.form_action_sources() {
         form_action.push(' ');
-        form_action.push_str(origin);
+        form_action.push_str(&source);
     }
+    let images = match crate::clients::logo_origin(brand) {
+        Some(origin) => format!("; img-src {origin}"),
+        None => String::new(),
+    };
     format!(
-        "default-src 'none'; style-src {}; form-action {form_action}; frame-ancestors 'none'; base-uri 'none'",
-        style_hash()
+        "default-src 'none'; style-src {} {}{images}; form-action {form_action}; frame-ancestors 'none'; base-uri 'none'",
+        style_hash(),
+        sha256_source(&brand_style(brand)),
     )
 }
 
@@ -188,13 +224,24 @@ mod tests {
 
     const EVERY_PAGE: &[Page] = &Page::ALL;
 
-    fn renderer() -> PageRenderer {
-        PageRenderer::new("Acme".to_owned(), "en")
+    fn brand(app_name: &str) -> Brand {
+        Brand::named(app_name)
+    }
+
+    fn render(
+        brand: &Brand,
+        page: Page,
+        locale: &'static str,
+        form: Option<PageForm<'_>>,
+        continue_to: Option<&str>,
+        address: Option<&MaskedAddress>,
+    ) -> Result<String, String> {
+        PageRenderer::default().render(PageView { page, locale, brand, form, continue_to, address })
     }
 
     #[test]
     fn every_locale_has_every_string_of_english_and_no_other() {
-        let compiled = renderer().compiled().map(|c| c.strings.clone()).unwrap();
+        let compiled = string_tables().unwrap().clone();
         let english: BTreeSet<&String> = compiled["en"].keys().collect();
         for locale in PAGE_LOCALES {
             let keys: BTreeSet<&String> = compiled[locale].keys().collect();
@@ -211,12 +258,12 @@ mod tests {
 
     #[test]
     fn every_page_renders_in_every_locale_in_that_language() {
-        let renderer = renderer();
+        let brand = brand("Acme");
         for locale in PAGE_LOCALES {
             let mut titles = BTreeSet::new();
             for page in EVERY_PAGE {
                 let form = PageForm { action: "confirm", token: "t.o.k", redirect_to: None };
-                let html = renderer.render(*page, locale, Some(form), None, None).unwrap();
+                let html = render(&brand, *page, locale, Some(form), None, None).unwrap();
                 assert!(html.contains(&format!("<html lang=\"{locale}\">")), "{locale} {page:?}");
                 assert_eq!(html.contains("<button type=\"submit\">"), page.button().is_some(), "{locale} {page:?}");
                 let title = html.split("<h1 id=\"page-title\">").nth(1).unwrap().split("</h1>").next().unwrap();
@@ -224,16 +271,16 @@ mod tests {
             }
             assert_eq!(titles.len(), EVERY_PAGE.len(), "{locale}: every outcome says something different");
         }
-        let french = renderer.render(Page::Confirmed, "fr", None, None, None).unwrap();
+        let french = render(&brand, Page::Confirmed, "fr", None, None, None).unwrap();
         assert!(french.contains("Votre adresse e-mail est confirmée"));
     }
 
     #[test]
     fn the_app_name_and_the_token_are_escaped() {
-        let renderer = PageRenderer::new("<Acme & Co>".to_owned(), "en");
+        let brand = brand("<Acme & Co>");
         let form =
             PageForm { action: "confirm", token: "\"><script>", redirect_to: Some("https://a.example/?a=1&b=2") };
-        let html = renderer.render(Page::AskToConfirm, "en", Some(form), None, None).unwrap();
+        let html = render(&brand, Page::AskToConfirm, "en", Some(form), None, None).unwrap();
         assert!(html.contains("&lt;Acme &amp; Co&gt;") && !html.contains("<Acme"));
         assert!(!html.contains("\"><script>"));
         assert!(html.contains("value=\"https:&#x2f;&#x2f;a.example&#x2f;?a=1&amp;b=2\""), "{html}");
@@ -245,11 +292,11 @@ mod tests {
 
     #[test]
     fn the_pages_about_the_address_name_it_masked_in_every_locale() {
-        let renderer = renderer();
+        let brand = brand("Acme");
         let address = masked("ada@example.com");
         for locale in PAGE_LOCALES {
             for page in EVERY_PAGE {
-                let html = renderer.render(*page, locale, None, None, Some(&address)).unwrap();
+                let html = render(&brand, *page, locale, None, None, Some(&address)).unwrap();
                 assert_eq!(
                     html.contains("<strong>a•••@example.com</strong>"),
                     page.shows_address(),
@@ -258,17 +305,17 @@ mod tests {
                 assert!(!html.contains("ada@"), "{locale} {page:?}");
             }
         }
-        let english = renderer.render(Page::Confirmed, "en", None, None, Some(&address)).unwrap();
+        let english = render(&brand, Page::Confirmed, "en", None, None, Some(&address)).unwrap();
         assert!(english.contains("E-mail address: <strong>a•••@example.com</strong>"), "{english}");
-        let french = renderer.render(Page::AskToConfirm, "fr", None, None, Some(&address)).unwrap();
+        let french = render(&brand, Page::AskToConfirm, "fr", None, None, Some(&address)).unwrap();
         assert!(french.contains("Adresse e-mail : <strong>a•••@example.com</strong>"), "{french}");
     }
 
     #[test]
     fn the_throttle_page_says_when_to_ask_again_and_that_the_last_link_works() {
-        let renderer = renderer();
+        let brand = brand("Acme");
         let page = |seconds, locale| {
-            renderer.render(Page::TooManyRequests { retry_after_seconds: seconds }, locale, None, None, None).unwrap()
+            render(&brand, Page::TooManyRequests { retry_after_seconds: seconds }, locale, None, None, None).unwrap()
         };
         assert!(page(300, "en").contains("You can ask for a new link again in 5 minutes."), "{}", page(300, "en"));
         assert!(page(300, "en").contains("the last link we sent you still works"));
@@ -284,34 +331,78 @@ mod tests {
 
     #[test]
     fn the_page_has_a_dark_scheme_under_its_hashed_style() {
-        let html = renderer().render(Page::AskToConfirm, "en", None, None, None).unwrap();
+        let html = render(&brand("Acme"), Page::AskToConfirm, "en", None, None, None).unwrap();
         assert!(html.contains(r#"<meta name="color-scheme" content="light dark">"#));
         let style = html.split("<style>").nth(1).unwrap().split("</style>").next().unwrap();
         assert!(style.contains("color-scheme:light dark") && style.contains("@media (prefers-color-scheme:dark)"));
     }
 
+    fn choose_locale_en(preferred: &[&Locale], accept_language: Option<&str>) -> &'static str {
+        choose_locale(preferred, accept_language, "en")
+    }
+
     #[test]
     fn the_language_comes_from_the_link_or_user_then_the_browser_then_the_default() {
-        let renderer = renderer();
         let fr_ca = Locale::parse("fr-CA").unwrap();
         let ja = Locale::parse("ja").unwrap();
-        assert_eq!(renderer.choose_locale(&[&fr_ca], Some("de-DE,de;q=0.9")), "fr");
-        assert_eq!(renderer.choose_locale(&[&ja], Some("de-AT,en;q=0.5")), "de");
-        assert_eq!(renderer.choose_locale(&[], Some("es-MX, en;q=0.8")), "es");
-        assert_eq!(renderer.choose_locale(&[], Some("ja, zh;q=0.8")), "en");
-        assert_eq!(renderer.choose_locale(&[], None), "en");
-        assert_eq!(PageRenderer::new("A".into(), "it").choose_locale(&[], Some("garbage;;,")), "it");
+        assert_eq!(choose_locale_en(&[&fr_ca], Some("de-DE,de;q=0.9")), "fr");
+        assert_eq!(choose_locale_en(&[&ja], Some("de-AT,en;q=0.5")), "de");
+        assert_eq!(choose_locale_en(&[], Some("es-MX, en;q=0.8")), "es");
+        assert_eq!(choose_locale_en(&[], Some("ja, zh;q=0.8")), "en");
+        assert_eq!(choose_locale_en(&[], None), "en");
+        assert_eq!(choose_locale(&[], Some("garbage;;,"), "it"), "it");
     }
 
     #[test]
     fn the_policy_allows_the_inline_style_by_its_hash_and_nothing_else() {
-        let csp = content_security_policy(&["https://app.example.com".to_owned()]);
+        let csp = content_security_policy(
+            &brand("Acme"),
+            &RedirectPolicy::parse(None, &["https://app.example.com"]).unwrap(),
+        );
         assert!(csp.starts_with("default-src 'none'; style-src 'sha256-"));
         assert!(csp.contains("form-action 'self' https://app.example.com;"));
         assert!(csp.contains("frame-ancestors 'none'"));
-        let html = renderer().render(Page::Invalid, "en", None, None, None).unwrap();
+        let html = render(&brand("Acme"), Page::Invalid, "en", None, None, None).unwrap();
         let style = html.split("<style>").nth(1).unwrap().split("</style>").next().unwrap();
         let hash = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(style.as_bytes()));
         assert!(csp.contains(&hash), "the hash covers the style exactly as served");
+    }
+
+    fn acme_brand() -> Brand {
+        Brand {
+            app_name: "Acme".to_owned(),
+            logo_url: Some("https://cdn.acme.example/logo.png".to_owned()),
+            accent: Some(crate::clients::Accent::parse("#0f766e").unwrap()),
+            support: Some(crate::clients::Support::parse("help@acme.example").unwrap()),
+            footer: Some("Acme Ltd · 1 Main Street".to_owned()),
+            app_url: Some("https://acme.example/app".to_owned()),
+        }
+    }
+
+    #[test]
+    fn the_page_wears_the_apps_brand_under_a_policy_that_allows_exactly_it() {
+        let brand = acme_brand();
+        let html = render(&brand, Page::Confirmed, "en", None, Some("https://acme.example/app"), None).unwrap();
+        assert!(
+            html.contains(r#"<img class="logo" src="https:&#x2f;&#x2f;cdn.acme.example&#x2f;logo.png" alt="Acme">"#),
+            "{html}"
+        );
+        assert!(!html.contains(r#"<p class="app">"#), "the logo replaces the name");
+        assert!(html.contains("--accent:#0f766e"));
+        assert!(html.contains(r#"Need help? <a href="mailto:help@acme.example">Contact Acme support</a>"#), "{html}");
+        assert!(html.contains("<p>Acme Ltd · 1 Main Street</p>"));
+        assert!(html.contains(">Continue to Acme</a>"));
+
+        let csp = content_security_policy(&brand, &RedirectPolicy::default());
+        assert!(csp.contains("img-src https://cdn.acme.example;"), "{csp}");
+        for style in html.split("<style>").skip(1) {
+            let style = style.split("</style>").next().unwrap();
+            let hash = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(style.as_bytes()));
+            assert!(csp.contains(&hash), "every style element is allowed by its hash");
+        }
+        let plain = content_security_policy(&Brand::named("Acme"), &RedirectPolicy::default());
+        assert!(!plain.contains("img-src") && plain != csp, "{plain}");
+        let french = render(&brand, Page::Confirmed, "fr", None, None, None).unwrap();
+        assert!(french.contains("Besoin d'aide ?") || french.contains("Besoin d&#x27;aide ?"), "{french}");
     }
 }

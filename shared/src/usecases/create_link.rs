@@ -52,7 +52,7 @@ impl CreateLink {
         if user.status == UserStatus::Enabled {
             return Err(CreateLinkError::AlreadyConfirmed);
         }
-        let locale = self.settings.choose_locale(None, user.locale.as_ref());
+        let locale = self.settings.choose_locale(None, user.locale.as_ref(), user.client_id.as_ref());
         let link = self.links.issue(&user, locale, now).map_err(|err| Failure::Delivery(DeliveryError::from(err)))?;
         Ok(link.url)
     }

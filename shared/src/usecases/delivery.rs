@@ -77,14 +77,12 @@ impl Delivery {
         now: UnixTime,
     ) -> Result<&'static str, DeliveryError> {
         let user = &claim.user;
-        let locale = self.settings.choose_locale(requested_locale, user.locale.as_ref());
+        let app = self.settings.clients.for_client(user.client_id.as_ref());
+        let locale = self.settings.choose_locale(requested_locale, user.locale.as_ref(), user.client_id.as_ref());
         let link = self.links.issue(user, locale, now)?;
-        let mail = self.settings.templates.render_confirmation(
-            locale,
-            &self.settings.app_name,
-            &link.url,
-            self.links.lifetime,
-        )?;
+        let url = self.links.rebased(&link.url, app.link_base.as_deref());
+        let mut mail = self.settings.templates.render_confirmation(locale, &app.brand, &url, self.links.lifetime)?;
+        mail.from = app.sender.clone();
         self.mailer.send(&user.email, &mail).await?;
         tracing::info!(locale, "confirmation mail sent");
         if let Err(err) = self.claims.record_accepted(claim, now).await {
