@@ -9,6 +9,7 @@ pub mod aws_error;
 pub mod aws_policy;
 pub mod config;
 pub mod confirm_page;
+pub mod confirmation_code;
 pub mod contracts;
 pub mod domain;
 pub mod durations;
