@@ -211,7 +211,7 @@ mod tests {
         let own = "an-operators-own-code-key-0123456789abcdef";
         let key = CodeKey::from_config(&env(&[("CONFIRMATION_CODE_KEY", own)])).unwrap();
         let mut expected = HmacSha256::new_from_slice(own.as_bytes()).unwrap();
-        expected.update(b"mailconfirm/code/v1\0u-1\0123456");
+        expected.update(b"mailconfirm/code/v1\x00u-1\x00123456");
         assert_eq!(key.digest(&user, &code), URL_SAFE_NO_PAD.encode(expected.finalize().into_bytes()));
         let derived = CodeKey::from_config(&env(&[("CONFIRMATION_SIGNING_KEY", SIGNING)])).unwrap();
         let plain = CodeKey::from_secret(SIGNING.as_bytes());
