@@ -99,6 +99,9 @@ pub struct Claim {
     /// Written with the claim: a retried write that meets it knows it is its own, and the
     /// release and the acceptance record touch only this claim.
     pub id: ClaimId,
+    /// The code the claim replaced, with its attempts: a release puts it back, so a mail that
+    /// did not go out leaves the code of the last one that did working.
+    pub previous_code: Option<(StoredCode, u32)>,
 }
 
 /// A random id per claim.

@@ -149,6 +149,7 @@ impl UserRegistry for DynamoStore {
                 user: User { cooldown_until: None, ..user.clone() },
                 until,
                 id,
+                previous_code: None,
             });
             CreateOutcome::Created { user, claim }
         };
@@ -446,14 +447,15 @@ impl SendClaims for DynamoStore {
         match result {
             Ok(output) => {
                 let item = output.attributes().context("the claimed user came back empty")?;
-                Ok(Ok(Claim { user: user_from_item(item)?, until, id }))
+                Ok(Ok(Claim { user: user_from_item(item)?, until, id, previous_code: stored_code_of(item)? }))
             }
             Err(err) => match refused_item(err, "claiming a send")? {
                 // The SDK retried a write that had been applied: the claim is ours.
                 Some(item) if claim_id_of(&item).as_ref() == Some(&id) => {
                     let mut user = user_from_item(&item)?;
                     user.cooldown_until = stored_time(&item, "previous_cooldown_until")?.filter(|t| t.0 != NO_COOLDOWN);
-                    Ok(Ok(Claim { user, until, id }))
+                    // The code it replaced is lost with the first answer: a release removes ours.
+                    Ok(Ok(Claim { user, until, id, previous_code: None }))
                 }
                 seen => Ok(Err(seen.as_ref().map(user_from_item).transpose()?)),
             },
@@ -463,13 +465,30 @@ impl SendClaims for DynamoStore {
     /// Gives a claimed cooldown back after the mail could not be sent, restoring the end of
     /// the previous cooldown. Does nothing if another claim has replaced ours meanwhile.
     async fn release_send(&self, claim: &Claim) -> anyhow::Result<()> {
-        let request = self.update_claimed(claim).await;
-        let request = match claim.user.cooldown_until {
-            Some(previous) => request
-                .update_expression("SET cooldown_until = :previous REMOVE claim_id, previous_cooldown_until")
-                .expression_attribute_values(":previous", number(previous.0)),
-            None => request.update_expression("REMOVE cooldown_until, claim_id, previous_cooldown_until"),
-        };
+        let mut request = self.update_claimed(claim).await;
+        let mut set = Vec::new();
+        let mut remove = vec!["claim_id", "previous_cooldown_until"];
+        match claim.user.cooldown_until {
+            Some(previous) => {
+                set.push("cooldown_until = :previous");
+                request = request.expression_attribute_values(":previous", number(previous.0));
+            }
+            None => remove.push("cooldown_until"),
+        }
+        match &claim.previous_code {
+            Some((code, attempts)) => {
+                set.push(
+                    "code_digest = :code_digest, code_expires_at = :code_expires_at, code_attempts = :code_attempts",
+                );
+                request = request
+                    .expression_attribute_values(":code_digest", AttributeValue::S(code.digest.clone()))
+                    .expression_attribute_values(":code_expires_at", number(code.expires_at.0))
+                    .expression_attribute_values(":code_attempts", number(i64::from(*attempts)));
+            }
+            None => remove.extend([CODE_DIGEST, CODE_EXPIRES_AT, CODE_ATTEMPTS]),
+        }
+        let set = if set.is_empty() { String::new() } else { format!("SET {} ", set.join(", ")) };
+        let request = request.update_expression(format!("{set}REMOVE {}", remove.join(", ")));
         unless_replaced(request.send().await).context("releasing a send claim")
     }
 
@@ -816,6 +835,18 @@ fn code_state_of(item: &Item) -> anyhow::Result<CodeState> {
         _ => None,
     };
     Ok(CodeState { status, code })
+}
+
+/// The code an item holds, with its attempts.
+fn stored_code_of(item: &Item) -> anyhow::Result<Option<(StoredCode, u32)>> {
+    let digest = item.get(CODE_DIGEST).and_then(|d| d.as_s().ok());
+    match (digest, stored_time(item, CODE_EXPIRES_AT)?) {
+        (Some(digest), Some(expires_at)) => {
+            let attempts = stored_count(item, CODE_ATTEMPTS)?.unwrap_or(0);
+            Ok(Some((StoredCode { digest: digest.clone(), expires_at }, attempts)))
+        }
+        _ => Ok(None),
+    }
 }
 
 fn stored_count(item: &Item, name: &str) -> anyhow::Result<Option<u32>> {

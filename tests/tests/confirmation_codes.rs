@@ -246,3 +246,23 @@ async fn ten_thousand_guesses_from_000000_up_confirm_nothing() {
     }
     assert!(confirmed + compared <= 5);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_throttled_resend_leaves_the_code_of_the_mail_that_went_out() {
+    let stack = TestStack::start_with(|env| {
+        env.insert("RESEND_IDENTITY_LIMIT".into(), "1".into());
+    })
+    .await;
+    let (user_id, email) = stack.signed_up_user(None).await;
+    let resend = || stack.http.post(stack.url(&format!("/api/users/resendconfirmation/{email}"))).send();
+    stack.clock.advance(61);
+    assert_eq!(resend().await.unwrap().status(), 200);
+    let delivered = stack.latest_code(&email).await;
+    assert_eq!(stack.post_code(&user_id, &wrong(&delivered)).await.0, 422);
+    // Past the cooldown, so the claim is made, but over the identity throttle: it is given back.
+    stack.clock.advance(61);
+    assert_eq!(resend().await.unwrap().status(), 429);
+    assert_eq!(stack.mails_to(&email).await.len(), 2);
+    assert_eq!(stored_number(&stack.stored_user(&user_id).await.unwrap(), "code_attempts"), Some(1));
+    assert_eq!(stack.post_code(&user_id, &delivered).await, (200, json!({ "confirmed": true })));
+}

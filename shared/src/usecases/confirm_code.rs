@@ -287,13 +287,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_mail_whose_claim_was_released_leaves_no_working_code_behind_it_but_the_next_mails() {
+    async fn a_mail_that_did_not_go_out_leaves_the_code_of_the_last_one_that_did() {
         let scene = mailed_user().await;
+        let delivered = scene.mailed_code();
+        scene.attempt(&wrong(&delivered), 10).await.unwrap_err();
         scene.fakes.mailer.fail_next();
         let failed = scene.resend.resend(&scene.user, None, UnixTime(60)).await;
         assert!(matches!(failed, Err(ResendError::Failed(_))), "{failed:?}");
-        scene.resend.resend(&scene.user, None, UnixTime(61)).await.unwrap();
-        scene.attempt(&code(&scene.mailed_code()), 62).await.unwrap();
+        assert_eq!(scene.fakes.store.code_attempts("u-1"), Some(1), "its attempts kept too");
+        scene.attempt(&code(&delivered), 62).await.unwrap();
     }
 
     #[tokio::test]

@@ -117,6 +117,7 @@ impl UserRegistry for MemoryStore {
             user: User { cooldown_until: None, ..user.clone() },
             until,
             id: ClaimId::random(),
+            previous_code: None,
         });
         Ok(CreateOutcome::Created { user, claim })
     }
@@ -169,8 +170,9 @@ impl SendClaims for MemoryStore {
         }
         let before = user.clone();
         user.cooldown_until = Some(until);
+        let previous_code = self.codes.lock().unwrap().get(user_id.as_str()).cloned();
         self.set_code(user_id, code);
-        Ok(Ok(Claim { user: before, until, id: ClaimId::random() }))
+        Ok(Ok(Claim { user: before, until, id: ClaimId::random(), previous_code }))
     }
 
     async fn release_send(&self, claim: &Claim) -> anyhow::Result<()> {
@@ -180,6 +182,11 @@ impl SendClaims for MemoryStore {
             && user.cooldown_until == Some(claim.until)
         {
             user.cooldown_until = claim.user.cooldown_until;
+            let mut codes = self.codes.lock().unwrap();
+            match &claim.previous_code {
+                Some(previous) => codes.insert(user.id.as_str().to_owned(), previous.clone()),
+                None => codes.remove(user.id.as_str()),
+            };
         }
         Ok(())
     }
