@@ -275,6 +275,11 @@ def main() -> None:
         "service-delete-user.json": http_event(
             "DELETE", f"/v1/users/{USER_ID}", None, admin_bearer, {"user_id": USER_ID}
         ),
+        # The app posts the one-time code of user-123's mail (a wrong one here, as the file cannot know it).
+        "confirm-code.json": {
+            **http_event("POST", "/v1/confirmations/code", None, {**bearer, "content-type": "application/json"}),
+            "body": json.dumps({"code": "123456"}),
+        },
         # What the Backendless SDK asks in initApp, with the token of a logged-in user.
         "backendless-app-info.json": http_event("GET", "/api/info", None, {"user-token": access_token()}),
         "backendless-create-confirmation-url.json": http_event(

@@ -10,6 +10,7 @@ pub mod aws_policy;
 pub mod clients;
 pub mod config;
 pub mod confirm_page;
+pub mod confirmation_code;
 pub mod contracts;
 pub mod domain;
 pub mod durations;

@@ -77,13 +77,27 @@ impl MailTemplates {
             .map_err(|reason| TemplateError(anyhow!("the mail templates do not compile: {reason}")))
     }
 
-    /// Renders the confirmation mail in a shipped locale, in the app's brand.
+    /// Renders the confirmation mail in a shipped locale, in the app's brand, without a
+    /// one-time code.
     pub fn render_confirmation(
         &self,
         locale: &'static str,
         brand: &Brand,
         link: &str,
         lifetime: Duration,
+    ) -> Result<ConfirmationMail, TemplateError> {
+        self.render_confirmation_with_code(locale, brand, link, lifetime, None)
+    }
+
+    /// Renders the confirmation mail in a shipped locale; the templates show `code` (the
+    /// one-time code, digits only) when there is one.
+    pub fn render_confirmation_with_code(
+        &self,
+        locale: &'static str,
+        brand: &Brand,
+        link: &str,
+        lifetime: Duration,
+        code: Option<&str>,
     ) -> Result<ConfirmationMail, TemplateError> {
         let env = self.environment()?;
         let app_name = &brand.app_name;
@@ -103,13 +117,13 @@ impl MailTemplates {
         let subject = render("subject.txt", context! { app_name })?.trim().to_owned();
         let text = render(
             "body.txt",
-            context! { app_name, link => link.clone(), valid_for, valid_hours, closing => closing.as_text() },
+            context! { app_name, link => link.clone(), valid_for, valid_hours, code, closing => closing.as_text() },
         )?;
         let accent = brand.accent.unwrap_or(Accent::DEFAULT);
         let html = render(
             "body.html",
             context! {
-                app_name, link, valid_for, valid_hours, locale, subject,
+                app_name, link, valid_for, valid_hours, locale, subject, code,
                 logo_url => brand.logo_url.as_deref(),
                 accent => accent.css(),
                 accent_text => accent.text_on(),
@@ -337,6 +351,28 @@ mod tests {
             assert!(!mail.text.contains("1 hours") && !mail.html.contains("{{"), "{locale}");
             assert!(mail.html.contains(&format!("href=\"{LINK}\"")), "{locale}");
             assert!(mail.html.contains(&format!("lang=\"{locale}\"")), "{locale}");
+        }
+    }
+
+    #[test]
+    fn every_shipped_locale_shows_the_code_when_given_and_nothing_of_it_when_not() {
+        for locale in MAIL_LOCALES {
+            let templates = MailTemplates::default();
+            let with = templates
+                .render_confirmation_with_code(locale, &Brand::named("Acme"), LINK, DAY, Some("042917"))
+                .unwrap();
+            let line = with.text.lines().find(|line| line.contains("042917")).unwrap_or_default();
+            assert!(line.contains("Acme") && line.ends_with(": 042917"), "{locale}: {}", with.text);
+            assert!(with.text.contains(&format!("{LINK}\n\n{line}\n\n")), "{locale}: a paragraph of its own");
+            assert!(with.html.contains(">042917</"), "{locale}: the code in its box");
+            assert!(with.html.contains("monospace"), "{locale}");
+            let without = templates.render_confirmation(locale, &Brand::named("Acme"), LINK, DAY).unwrap();
+            let plain =
+                templates.render_confirmation_with_code(locale, &Brand::named("Acme"), LINK, DAY, None).unwrap();
+            assert_eq!(without, plain, "{locale}");
+            assert!(!without.html.contains("monospace") && !without.html.contains("mail-code\""), "{locale}");
+            assert_eq!(without.text.lines().count() + 2, with.text.lines().count(), "{locale}: {}", without.text);
+            assert!(without.text.contains(&format!("{LINK}\n\n")), "{locale}");
         }
     }
 

@@ -4,7 +4,10 @@
 
 use async_trait::async_trait;
 
-use crate::domain::{AddressTag, ConfirmedBy, EmailAddress, SendRequirements, SignUp, Throttle, Throttled, UnixTime};
+use crate::domain::{
+    AddressTag, CodeState, ConfirmedBy, EmailAddress, SendRequirements, SignUp, StoredCode, Throttle, Throttled,
+    UnixTime,
+};
 use crate::domain::{User, UserId};
 use crate::mail::{ConfirmationMail, MailSendError};
 
@@ -58,12 +61,14 @@ pub enum AddressChangeRefusal {
 #[async_trait]
 pub trait UserRegistry: Send + Sync {
     /// Creates the user and its address look-up in one transaction; when `first_mail_until`
-    /// is given, the sign-up mail's cooldown is claimed in the same write.
+    /// is given, the sign-up mail's cooldown is claimed in the same write, with the digest of
+    /// its one-time code when it has one.
     async fn create_pending_user(
         &self,
         sign_up: &SignUp,
         now: UnixTime,
         first_mail_until: Option<UnixTime>,
+        code: Option<&StoredCode>,
     ) -> anyhow::Result<CreateOutcome>;
 
     /// Replaces a pending user's address in one transaction with its look-ups; links to the
@@ -94,6 +99,9 @@ pub struct Claim {
     /// Written with the claim: a retried write that meets it knows it is its own, and the
     /// release and the acceptance record touch only this claim.
     pub id: ClaimId,
+    /// The code the claim replaced, with its attempts: a release puts it back, so a mail that
+    /// did not go out leaves the code of the last one that did working.
+    pub previous_code: Option<(StoredCode, u32)>,
 }
 
 /// A random id per claim.
@@ -125,8 +133,9 @@ impl ClaimId {
 /// Claims the right to send one mail, and gives it back when the mail did not go out.
 #[async_trait]
 pub trait SendClaims: Send + Sync {
-    /// Decides and claims in one conditional write. `Err` carries the user the condition saw
-    /// (`None`: no such user), for the caller to explain the refusal.
+    /// Decides and claims in one conditional write, which also stores the new mail's code
+    /// (replacing any earlier one, its attempts counted afresh). `Err` carries the user the
+    /// condition saw (`None`: no such user), for the caller to explain the refusal.
     async fn claim_send(
         &self,
         user_id: &UserId,
@@ -134,6 +143,7 @@ pub trait SendClaims: Send + Sync {
         until: UnixTime,
         condition: ClaimCondition,
         requirements: &SendRequirements<'_>,
+        code: Option<&StoredCode>,
     ) -> anyhow::Result<Result<Claim, Option<User>>>;
 
     /// Restores the cooldown that was there before `claim`, unless another claim replaced it.
@@ -166,6 +176,36 @@ pub trait Confirmations: Send + Sync {
         now: UnixTime,
         by: &ConfirmedBy,
     ) -> anyhow::Result<Result<User, Option<User>>>;
+
+    /// Counts one attempt at a pending user's code in one conditional write, before the code
+    /// is looked at: allowed while the code is there, unexpired and has had fewer than
+    /// `max_attempts`. `Ok` carries the stored digest to compare; `Err` the state the
+    /// condition saw (`None`: no such user).
+    async fn count_code_attempt(
+        &self,
+        user_id: &UserId,
+        now: UnixTime,
+        max_attempts: u32,
+    ) -> anyhow::Result<Result<CountedAttempt, Option<CodeState>>>;
+
+    /// Confirms a pending user whose stored code digest is still `digest`, removing the code,
+    /// in one conditional write. `Err` carries the user the condition saw.
+    async fn confirm_with_code(
+        &self,
+        user_id: &UserId,
+        digest: &str,
+        now: UnixTime,
+        by: &ConfirmedBy,
+    ) -> anyhow::Result<Result<User, Option<User>>>;
+}
+
+/// An attempt at a code, counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CountedAttempt {
+    /// The stored digest of the mail's code.
+    pub digest: String,
+    /// Attempts counted on this code, this one included.
+    pub attempts: u32,
 }
 
 /// What SES reported of one recipient that makes the address undeliverable.

@@ -22,11 +22,11 @@ use async_trait::async_trait;
 use crate::aws::AwsClients;
 use crate::aws_error::redacted;
 use crate::domain::{
-    AddressTag, ClientId, ConfirmedBy, DeliveryState, EmailAddress, Locale, SendRequirements, SignUp, Throttle,
-    ThrottleRule, Throttled, UnixTime, User, UserId, UserStatus,
+    AddressTag, ClientId, CodeRecord, CodeState, ConfirmedBy, DeliveryState, EmailAddress, Locale, SendRequirements,
+    SignUp, StoredCode, Throttle, ThrottleRule, Throttled, UnixTime, User, UserId, UserStatus,
 };
 use crate::ports::{
-    AddressChangeRefusal, AddressRelease, Claim, ClaimCondition, ClaimId, Confirmations, CreateOutcome,
+    AddressChangeRefusal, AddressRelease, Claim, ClaimCondition, ClaimId, Confirmations, CountedAttempt, CreateOutcome,
     DeliveryFeedback, DeliveryReport, RequestCounters, SendClaims, UserEraser, UserReader, UserRegistry,
 };
 
@@ -90,12 +90,13 @@ impl UserReader for DynamoStore {
 #[async_trait]
 impl UserRegistry for DynamoStore {
     /// Creates the user and its address look-up in one transaction; when `first_mail_until`
-    /// is given, the sign-up mail's cooldown is claimed in the same write.
+    /// is given, the sign-up mail's cooldown (and its code's digest) is claimed in the same write.
     async fn create_pending_user(
         &self,
         sign_up: &SignUp,
         now: UnixTime,
         first_mail_until: Option<UnixTime>,
+        code: Option<&StoredCode>,
     ) -> anyhow::Result<CreateOutcome> {
         let user = User {
             id: sign_up.user_id.clone(),
@@ -115,6 +116,10 @@ impl UserRegistry for DynamoStore {
         item.insert(TTL_ATTRIBUTE.into(), number(now.plus(self.pending_ttl).0));
         if let Some(id) = &claim_id {
             item.insert("claim_id".into(), AttributeValue::S(id.as_str().into()));
+            if let Some(code) = code {
+                item.insert(CODE_DIGEST.into(), AttributeValue::S(code.digest.clone()));
+                item.insert(CODE_EXPIRES_AT.into(), number(code.expires_at.0));
+            }
         }
         let put_user = Put::builder()
             .table_name(&self.table)
@@ -144,6 +149,7 @@ impl UserRegistry for DynamoStore {
                 user: User { cooldown_until: None, ..user.clone() },
                 until,
                 id,
+                previous_code: None,
             });
             CreateOutcome::Created { user, claim }
         };
@@ -192,7 +198,7 @@ impl UserRegistry for DynamoStore {
             .key("pk", user_key(&user.id))
             .update_expression(
                 // A new address has bounced nothing yet.
-                "SET email = :typed, email_normalized = :normalized, address_tag = :tag, updated_at = :now REMOVE cooldown_until, claim_id, previous_cooldown_until, delivery, delivery_type, delivery_sub_type",
+                "SET email = :typed, email_normalized = :normalized, address_tag = :tag, updated_at = :now REMOVE cooldown_until, claim_id, previous_cooldown_until, delivery, delivery_type, delivery_sub_type, code_digest, code_expires_at, code_attempts",
             )
             .condition_expression("#status = :pending AND email_normalized = :old")
             .expression_attribute_names("#status", "status")
@@ -373,6 +379,7 @@ impl SendClaims for DynamoStore {
         until: UnixTime,
         condition: ClaimCondition,
         requirements: &SendRequirements<'_>,
+        code: Option<&StoredCode>,
     ) -> anyhow::Result<Result<Claim, Option<User>>> {
         let cooldown_condition = match condition {
             ClaimCondition::CooldownOver => "(attribute_not_exists(cooldown_until) OR cooldown_until <= :now)",
@@ -406,13 +413,24 @@ impl SendClaims for DynamoStore {
             handled.push_str(", handled_command = :command");
             request = request.expression_attribute_values(":command", AttributeValue::S(command.into()));
         }
+        // The new mail's code replaces the last one, whose attempts no longer count; a mail
+        // without a code leaves none working.
+        let code_update = match code {
+            Some(code) => {
+                request = request
+                    .expression_attribute_values(":code_digest", AttributeValue::S(code.digest.clone()))
+                    .expression_attribute_values(":code_expires_at", number(code.expires_at.0));
+                format!(", {CODE_DIGEST} = :code_digest, {CODE_EXPIRES_AT} = :code_expires_at REMOVE {CODE_ATTEMPTS}")
+            }
+            None => format!(" REMOVE {CODE_DIGEST}, {CODE_EXPIRES_AT}, {CODE_ATTEMPTS}"),
+        };
         let result = request
             .table_name(&self.table)
             .key("pk", user_key(user_id))
             // The cooldown it replaces is kept beside it, for a retry that meets its own claim.
             .update_expression(format!(
                 "SET previous_cooldown_until = if_not_exists(cooldown_until, :none), cooldown_until = :until, \
-                 claim_id = :claim, updated_at = :now{handled}"
+                 claim_id = :claim, updated_at = :now{handled}{code_update}"
             ))
             .condition_expression(conditions)
             .expression_attribute_names("#status", "status")
@@ -429,14 +447,15 @@ impl SendClaims for DynamoStore {
         match result {
             Ok(output) => {
                 let item = output.attributes().context("the claimed user came back empty")?;
-                Ok(Ok(Claim { user: user_from_item(item)?, until, id }))
+                Ok(Ok(Claim { user: user_from_item(item)?, until, id, previous_code: stored_code_of(item)? }))
             }
             Err(err) => match refused_item(err, "claiming a send")? {
                 // The SDK retried a write that had been applied: the claim is ours.
                 Some(item) if claim_id_of(&item).as_ref() == Some(&id) => {
                     let mut user = user_from_item(&item)?;
                     user.cooldown_until = stored_time(&item, "previous_cooldown_until")?.filter(|t| t.0 != NO_COOLDOWN);
-                    Ok(Ok(Claim { user, until, id }))
+                    // The code it replaced is lost with the first answer: a release removes ours.
+                    Ok(Ok(Claim { user, until, id, previous_code: None }))
                 }
                 seen => Ok(Err(seen.as_ref().map(user_from_item).transpose()?)),
             },
@@ -446,13 +465,30 @@ impl SendClaims for DynamoStore {
     /// Gives a claimed cooldown back after the mail could not be sent, restoring the end of
     /// the previous cooldown. Does nothing if another claim has replaced ours meanwhile.
     async fn release_send(&self, claim: &Claim) -> anyhow::Result<()> {
-        let request = self.update_claimed(claim).await;
-        let request = match claim.user.cooldown_until {
-            Some(previous) => request
-                .update_expression("SET cooldown_until = :previous REMOVE claim_id, previous_cooldown_until")
-                .expression_attribute_values(":previous", number(previous.0)),
-            None => request.update_expression("REMOVE cooldown_until, claim_id, previous_cooldown_until"),
-        };
+        let mut request = self.update_claimed(claim).await;
+        let mut set = Vec::new();
+        let mut remove = vec!["claim_id", "previous_cooldown_until"];
+        match claim.user.cooldown_until {
+            Some(previous) => {
+                set.push("cooldown_until = :previous");
+                request = request.expression_attribute_values(":previous", number(previous.0));
+            }
+            None => remove.push("cooldown_until"),
+        }
+        match &claim.previous_code {
+            Some((code, attempts)) => {
+                set.push(
+                    "code_digest = :code_digest, code_expires_at = :code_expires_at, code_attempts = :code_attempts",
+                );
+                request = request
+                    .expression_attribute_values(":code_digest", AttributeValue::S(code.digest.clone()))
+                    .expression_attribute_values(":code_expires_at", number(code.expires_at.0))
+                    .expression_attribute_values(":code_attempts", number(i64::from(*attempts)));
+            }
+            None => remove.extend([CODE_DIGEST, CODE_EXPIRES_AT, CODE_ATTEMPTS]),
+        }
+        let set = if set.is_empty() { String::new() } else { format!("SET {} ", set.join(", ")) };
+        let request = request.update_expression(format!("{set}REMOVE {}", remove.join(", ")));
         unless_replaced(request.send().await).context("releasing a send claim")
     }
 
@@ -522,6 +558,70 @@ impl Confirmations for DynamoStore {
             .condition_expression("attribute_exists(pk) AND #status = :pending");
         confirmed(request.send().await)
     }
+
+    /// Counts first, compares after: the attempt is added to `code_attempts` in the write that
+    /// checks it is allowed, so concurrent guesses are counted one by one and at most
+    /// `max_attempts` of them ever reach a comparison. A write that was applied but whose
+    /// answer was lost is counted again by the SDK's retry: the safe direction.
+    async fn count_code_attempt(
+        &self,
+        user_id: &UserId,
+        now: UnixTime,
+        max_attempts: u32,
+    ) -> anyhow::Result<Result<CountedAttempt, Option<CodeState>>> {
+        let result = self
+            .aws
+            .dynamodb()
+            .await
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", user_key(user_id))
+            .update_expression(format!("ADD {CODE_ATTEMPTS} :one"))
+            .condition_expression(format!(
+                "attribute_exists(pk) AND #status = :pending AND attribute_exists({CODE_DIGEST}) \
+                 AND {CODE_EXPIRES_AT} >= :now \
+                 AND (attribute_not_exists({CODE_ATTEMPTS}) OR {CODE_ATTEMPTS} < :max)"
+            ))
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":pending", status_value(UserStatus::EmailConfirmationPending))
+            .expression_attribute_values(":now", number(now.0))
+            .expression_attribute_values(":one", number(1))
+            .expression_attribute_values(":max", number(i64::from(max_attempts)))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(output) => {
+                let item = output.attributes().context("the counted attempt came back empty")?;
+                let digest = item
+                    .get(CODE_DIGEST)
+                    .and_then(|digest| digest.as_s().ok())
+                    .context("the counted attempt has no code digest")?;
+                let attempts = stored_count(item, CODE_ATTEMPTS)?.context("the counted attempt has no count")?;
+                Ok(Ok(CountedAttempt { digest: digest.clone(), attempts }))
+            }
+            Err(err) => match refused_item(err, "counting a code attempt")? {
+                None => Ok(Err(None)),
+                Some(item) => Ok(Err(Some(code_state_of(&item)?))),
+            },
+        }
+    }
+
+    async fn confirm_with_code(
+        &self,
+        user_id: &UserId,
+        digest: &str,
+        now: UnixTime,
+        by: &ConfirmedBy,
+    ) -> anyhow::Result<Result<User, Option<User>>> {
+        let request = self
+            .confirm_request(user_id, now, by)
+            .await
+            .condition_expression(format!("attribute_exists(pk) AND #status = :pending AND {CODE_DIGEST} = :digest"))
+            .expression_attribute_values(":digest", AttributeValue::S(digest.to_owned()));
+        confirmed(request.send().await)
+    }
 }
 
 impl DynamoStore {
@@ -540,8 +640,10 @@ impl DynamoStore {
         request
             .table_name(&self.table)
             .key("pk", user_key(user_id))
-            // A confirmed user is no pending sign-up: TTL must not remove it.
-            .update_expression(format!("{set} REMOVE {TTL_ATTRIBUTE}"))
+            // A confirmed user is no pending sign-up: TTL must not remove it; nor has it a code.
+            .update_expression(format!(
+                "{set} REMOVE {TTL_ATTRIBUTE}, {CODE_DIGEST}, {CODE_EXPIRES_AT}, {CODE_ATTEMPTS}"
+            ))
             .expression_attribute_values(":via", AttributeValue::S(by.method.as_str().into()))
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":pending", status_value(UserStatus::EmailConfirmationPending))
@@ -716,6 +818,46 @@ impl SlidingLog {
 /// A stored `previous_cooldown_until` that stands for "there was no cooldown".
 const NO_COOLDOWN: i64 = 0;
 
+/// The user item's one-time code: its keyed digest (never the code), its end, and the attempts
+/// counted on it. Each claim of a mail writes the first two and removes the count.
+const CODE_DIGEST: &str = "code_digest";
+const CODE_EXPIRES_AT: &str = "code_expires_at";
+const CODE_ATTEMPTS: &str = "code_attempts";
+
+/// A user's code as a refused attempt saw it.
+fn code_state_of(item: &Item) -> anyhow::Result<CodeState> {
+    let status = item.get("status").and_then(|s| s.as_s().ok()).context("attribute status is missing")?;
+    let status = UserStatus::parse(status).context("stored status is unknown")?;
+    let code = match (item.get(CODE_DIGEST), stored_time(item, CODE_EXPIRES_AT)?) {
+        (Some(_), Some(expires_at)) => {
+            Some(CodeRecord { expires_at, attempts: stored_count(item, CODE_ATTEMPTS)?.unwrap_or(0) })
+        }
+        _ => None,
+    };
+    Ok(CodeState { status, code })
+}
+
+/// The code an item holds, with its attempts.
+fn stored_code_of(item: &Item) -> anyhow::Result<Option<(StoredCode, u32)>> {
+    let digest = item.get(CODE_DIGEST).and_then(|d| d.as_s().ok());
+    match (digest, stored_time(item, CODE_EXPIRES_AT)?) {
+        (Some(digest), Some(expires_at)) => {
+            let attempts = stored_count(item, CODE_ATTEMPTS)?.unwrap_or(0);
+            Ok(Some((StoredCode { digest: digest.clone(), expires_at }, attempts)))
+        }
+        _ => Ok(None),
+    }
+}
+
+fn stored_count(item: &Item, name: &str) -> anyhow::Result<Option<u32>> {
+    item.get(name)
+        .map(|value| {
+            let n = value.as_n().map_err(|_| anyhow!("attribute {name} is not a number"))?;
+            n.parse().with_context(|| format!("attribute {name} is not a count"))
+        })
+        .transpose()
+}
+
 fn claim_id_of(item: &Item) -> Option<ClaimId> {
     item.get("claim_id").and_then(|id| id.as_s().ok()).map(|id| ClaimId::from_stored(id.clone()))
 }
@@ -880,7 +1022,7 @@ mod tests {
         let rule = mock!(aws_sdk_dynamodb::Client::transact_write_items)
             .then_error(|| cancelled(&["ThrottlingError", "None"]));
         let store = store_answering(&[&rule]);
-        let result = store.create_pending_user(&sign_up(), UnixTime(0), None).await;
+        let result = store.create_pending_user(&sign_up(), UnixTime(0), None, None).await;
         assert!(result.is_err(), "{result:?}");
     }
 
@@ -895,7 +1037,7 @@ mod tests {
         let owner = mock!(aws_sdk_dynamodb::Client::get_item)
             .then_output(|| GetItemOutput::builder().item("status", AttributeValue::S("ENABLED".into())).build());
         let store = store_answering(&[&rule, &lookup, &owner]);
-        let result = store.create_pending_user(&sign_up(), UnixTime(0), None).await.unwrap();
+        let result = store.create_pending_user(&sign_up(), UnixTime(0), None, None).await.unwrap();
         assert!(matches!(result, CreateOutcome::AddressTaken), "{result:?}");
     }
 
@@ -924,10 +1066,12 @@ mod tests {
         let store = store_answering(&[&refused, &empty]);
         let user = UserId::parse("u-1").unwrap();
         let none = SendRequirements::default();
-        let claimed =
-            store.claim_send(&user, UnixTime(0), UnixTime(60), ClaimCondition::CooldownOver, &none).await.unwrap();
+        let claimed = store
+            .claim_send(&user, UnixTime(0), UnixTime(60), ClaimCondition::CooldownOver, &none, None)
+            .await
+            .unwrap();
         assert!(matches!(claimed, Err(None)), "{claimed:?}");
-        let lost = store.claim_send(&user, UnixTime(0), UnixTime(60), ClaimCondition::CooldownOver, &none).await;
+        let lost = store.claim_send(&user, UnixTime(0), UnixTime(60), ClaimCondition::CooldownOver, &none, None).await;
         assert!(lost.is_err(), "a claim that answers no item is not a claim: {lost:?}");
     }
 }

@@ -188,6 +188,26 @@ impl TestStack {
         mailconfirm::link_token::token_of(&link).expect("a token in the link").to_owned()
     }
 
+    /// The one-time code of the newest mail to `email`, read from its text.
+    pub async fn latest_code(&self, email: &str) -> String {
+        let mails = self.mails_to(email).await;
+        mails.last().and_then(|m| m["code"].as_str()).expect("a mail with a code").to_owned()
+    }
+
+    /// Posts `code` to `POST /v1/confirmations/code` as `user_id`'s app: the status and JSON body.
+    pub async fn post_code(&self, user_id: &str, code: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .post(self.url("/v1/confirmations/code"))
+            .bearer_auth(self.access_token(user_id))
+            .json(&json!({ "code": code }))
+            .send()
+            .await
+            .expect("the code route answers");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
     /// The user's stored item, read straight from the table.
     pub async fn stored_user(&self, user_id: &str) -> Option<HashMap<String, AttributeValue>> {
         self.aws

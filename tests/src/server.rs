@@ -295,6 +295,8 @@ impl LocalApi {
             .map(|mut message| {
                 let link = message["text"].as_str().and_then(confirmation_link);
                 message["link"] = json!(link);
+                let code = message["text"].as_str().and_then(confirmation_code);
+                message["code"] = json!(code);
                 message
             })
             .collect())
@@ -361,6 +363,15 @@ pub fn mint_access_token(mut claims: Value) -> String {
 /// The first confirmation link in a mail's text.
 pub fn confirmation_link(text: &str) -> Option<String> {
     text.split_whitespace().find(|word| word.contains("/confirm-email?token=")).map(str::to_owned)
+}
+
+/// The one-time code of a mail's text: the digits that end the line after the link, as a
+/// person reads them (`… in Acme: 123456`).
+pub fn confirmation_code(text: &str) -> Option<String> {
+    let mut lines = text.lines().skip_while(|line| confirmation_link(line).is_none()).skip(1);
+    let line = lines.find(|line| !line.trim().is_empty())?;
+    let code = line.trim().rsplit(' ').next()?;
+    (code.len() >= 4 && code.bytes().all(|b| b.is_ascii_digit())).then(|| code.to_owned())
 }
 
 fn escape(text: &str) -> String {

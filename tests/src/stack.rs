@@ -91,6 +91,12 @@ pub const OVERRIDABLE: &[&str] = &[
     "SIGNUP_MAXIMUM_CONCURRENCY",
     "SIGNUP_BATCH_SIZE",
     "PENDING_SIGNUP_TTL_SECONDS",
+    "CONFIRMATION_CODES",
+    "CONFIRMATION_CODE_LENGTH",
+    "CONFIRMATION_CODE_IP_LIMIT",
+    "CONFIRMATION_CODE_IP_WINDOW_SECONDS",
+    "CONFIRMATION_CODE_USER_LIMIT",
+    "CONFIRMATION_CODE_USER_WINDOW_SECONDS",
 ];
 
 /// Records which AWS operations a function makes, as `Service:Operation`.
@@ -199,6 +205,7 @@ pub const FUNCTIONS: &[FunctionSpec] = &[
     function!("mastodon-resend-confirmation", run_http, Http, mailconfirm::contracts::mastodon::ResendConfirmation),
     function!("mastodon-check-confirmation", run_http, Http, mailconfirm::contracts::mastodon::CheckConfirmation),
     function!("confirm-page", run_http, Http, mailconfirm::confirm_page::ConfirmPage),
+    function!("confirm-code", run_http, Http, mailconfirm::contracts::codes::ConfirmCode),
     function!("service-get-user", run_http, Http, mailconfirm::contracts::service::GetUser),
     function!("service-confirm-user", run_http, Http, mailconfirm::contracts::service::ConfirmUser),
     function!("service-delete-user", run_http, Http, mailconfirm::contracts::service::DeleteUser),

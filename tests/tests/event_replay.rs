@@ -84,6 +84,9 @@ async fn the_sam_local_events_replay_the_whole_flow() {
     assert_eq!(body["userStatus"], "ENABLED");
     assert_eq!(stack.stored_status("user-123").await.as_deref(), Some("ENABLED"));
 
+    // confirm-code.json: its code is not the mail's, but the user is confirmed already: a success.
+    let (status, body) = replay(&stack, "confirm-code", "confirm-code.json").await;
+    assert_eq!((status, body), (200, serde_json::json!({ "confirmed": true })));
     let (status, _) = replay(&stack, "singularity-send-verification", "singularity-send-verification.json").await;
     assert_eq!(status, 304);
     let (status, body) =

@@ -124,7 +124,7 @@ async fn a_sign_up_whose_invocation_died_mid_send_is_mailed_once_on_redelivery()
         client_id: None,
     };
     let now = stack.clock_now();
-    let created = store.create_pending_user(&sign_up, now, Some(UnixTime(now.0 + 60))).await.unwrap();
+    let created = store.create_pending_user(&sign_up, now, Some(UnixTime(now.0 + 60)), None).await.unwrap();
     assert!(matches!(created, CreateOutcome::Created { .. }));
 
     let early = stack.sign_up(event.clone()).await;

@@ -94,6 +94,11 @@ async fn each_policy_grants_exactly_the_aws_actions_its_function_calls() {
         stack.http.post(stack.url(&format!("/api/auth/email/verification?token={link_token}"))).send().await.unwrap();
     assert_eq!(verified.status(), 200, "{fresh}");
 
+    // confirm-code: the throttles, the counted attempt and the confirmation.
+    let (coded, coded_email) = stack.signed_up_user(None).await;
+    let code = stack.latest_code(&coded_email).await;
+    assert_eq!(stack.post_code(&coded, &code).await.0, 200);
+
     // backendless-resend-confirmation and -create-confirmation-url.
     let resent =
         stack.http.post(stack.url(&format!("/api/users/resendconfirmation/{unmailed_c}"))).send().await.unwrap();

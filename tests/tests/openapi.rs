@@ -268,7 +268,14 @@ fn now() -> i64 {
 /// 30 per second: the throttles are tested elsewhere; these few requests must reach the handlers
 /// (moto parses every slot of a sliding log, so not the highest limit, 100).
 fn unthrottled(env: &mut std::collections::HashMap<String, String>) {
-    for name in ["RESEND_IP", "RESEND_IDENTITY", "MASTODON_IP", "MASTODON_USER"] {
+    for name in [
+        "RESEND_IP",
+        "RESEND_IDENTITY",
+        "MASTODON_IP",
+        "MASTODON_USER",
+        "CONFIRMATION_CODE_IP",
+        "CONFIRMATION_CODE_USER",
+    ] {
         env.insert(format!("{name}_LIMIT"), "30".into());
         env.insert(format!("{name}_WINDOW_SECONDS"), "1".into());
     }
@@ -296,6 +303,7 @@ async fn real_responses_have_documented_statuses_and_bodies_that_match_their_sch
     let throttled = TestStack::start_with(|env| {
         env.insert("TABLE_NAME".into(), quiet.table.clone());
         env.insert("RESEND_IP_LIMIT".into(), "1".into());
+        env.insert("CONFIRMATION_CODE_USER_LIMIT".into(), "1".into());
     })
     .await;
     // Redirects are checked, not followed.
@@ -554,6 +562,37 @@ async fn real_responses_have_documented_statuses_and_bodies_that_match_their_sch
         statuses(&mut answered, label, status);
     }
 
+    // ---------- One-time codes ----------
+    const CODE: &str = "/v1/confirmations/code";
+    let (coded, coded_email) = stack.signed_up_user(None).await;
+    let code = stack.latest_code(&coded_email).await;
+    let other = format!("{:0width$}", (code.parse::<u64>().unwrap() + 1) % 1_000_000, width = code.len());
+    let (spent, spent_email) = stack.signed_up_user(None).await;
+    let spent_code = stack.latest_code(&spent_email).await;
+    let (no_code, _) = quiet.signed_up_user(None).await;
+    for (user, body, label) in [
+        (None, json!({ "code": code }), "code without a token"),
+        (Some(coded.clone()), json!({ "code": 123456 }), "code malformed"),
+        (Some("nobody-here".to_owned()), json!({ "code": "123456" }), "code for no user"),
+        (Some(no_code.clone()), json!({ "code": "123456" }), "code for a user without one"),
+        (Some(coded.clone()), json!({ "code": other }), "code wrong"),
+        (Some(coded.clone()), json!({ "code": code }), "code"),
+        (Some(coded.clone()), json!({ "code": code }), "code again"),
+    ] {
+        let mut request = http.post(stack.url(CODE)).json(&body);
+        if let Some(user) = user {
+            request = request.bearer_auth(stack.access_token(&user));
+        }
+        let (status, _) = checker.check("POST", request.send().await.unwrap()).await;
+        statuses(&mut answered, label, status);
+    }
+    for label in ["code, throttled (1)", "code, throttled (2)"] {
+        let request = http.post(throttled.url(CODE)).bearer_auth(throttled.access_token(&spent));
+        let (status, _) =
+            checker.check("POST", request.json(&json!({ "code": spent_code })).send().await.unwrap()).await;
+        statuses(&mut answered, label, status);
+    }
+
     // ---------- Keys that cannot be fetched ----------
     // The identity provider is down: every route that reads an access token answers its 503.
     let keyless = TestStack::start_with(|env| {
@@ -571,6 +610,7 @@ async fn real_responses_have_documented_statuses_and_bodies_that_match_their_sch
         ("GET", "/api/info".to_owned(), "user-token", "", "app info without keys"),
         ("POST", TENNPAY.to_owned(), "authorization", tennpay_body.as_str(), "10npay without keys"),
         ("POST", "/api/v1/emails/confirmations".to_owned(), "authorization", "", "mastodon without keys"),
+        ("POST", "/v1/confirmations/code".to_owned(), "authorization", r#"{"code":"123456"}"#, "code without keys"),
     ] {
         let value = if header == "authorization" { format!("Bearer {token}") } else { token.clone() };
         let request = http.request(method.parse().unwrap(), keyless.url(&path)).header(header, value);
@@ -634,6 +674,16 @@ async fn real_responses_have_documented_statuses_and_bodies_that_match_their_sch
         ("service confirm without a token", 401),
         ("service delete", 204),
         ("service delete again", 404),
+        ("code without a token", 401),
+        ("code malformed", 400),
+        ("code for no user", 404),
+        ("code for a user without one", 410),
+        ("code wrong", 422),
+        ("code", 200),
+        ("code again", 200),
+        ("code, throttled (1)", 200),
+        ("code, throttled (2)", 429),
+        ("code without keys", 503),
     ]
     .into_iter()
     .collect();

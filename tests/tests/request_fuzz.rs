@@ -86,6 +86,8 @@ enum Contract {
     ConfirmPage,
     /// mailconfirm's own service routes: RFC 9457 problem details.
     Service,
+    /// mailconfirm's one-time code route: `{"error", "message"}` (and `attempts_left`).
+    Code,
 }
 
 impl Contract {
@@ -97,6 +99,7 @@ impl Contract {
             Some("mastodon") => Contract::Mastodon,
             Some("service") => Contract::Service,
             _ if binary == "confirm-page" => Contract::ConfirmPage,
+            _ if binary == "confirm-code" => Contract::Code,
             _ => panic!("no contract for {binary}"),
         }
     }
@@ -448,6 +451,13 @@ fn violation(
                 && body["traceId"].is_string()
                 && (status != 400 || body["errors"].as_object().is_some_and(|e| !e.is_empty()));
             if ok { Ok(()) } else { Err(format!("not problem details: {body}")) }
+        }),
+        Contract::Code => json_of("application/json").and_then(|body| {
+            let keys = keys(&body);
+            let ok = (keys == ["error", "message"] || keys == ["attempts_left", "error", "message"])
+                && body["error"].as_str().is_some_and(|e| !e.is_empty());
+            let challenge = status != 401 || headers.get("www-authenticate").is_some();
+            if ok && challenge { Ok(()) } else { Err(format!("not a code route error: {body}")) }
         }),
         Contract::Service => json_of("application/problem+json").and_then(|body| {
             let ok = keys(&body) == ["detail", "status", "title", "type"] && body["status"] == status;

@@ -43,14 +43,15 @@ async fn arrange(
         State::Missing => return (user_id, email, None),
         State::Pending { cooldown } => {
             let until = cooldown.map(|offset| UnixTime(now.0 + offset));
-            match store.create_pending_user(&sign_up, now, until).await.unwrap() {
+            match store.create_pending_user(&sign_up, now, until, None).await.unwrap() {
                 CreateOutcome::Created { user, .. } => user,
                 other => panic!("{other:?}"),
             }
         }
         State::Bounced { cooldown } => {
             let until = cooldown.map(|offset| UnixTime(now.0 + offset));
-            let CreateOutcome::Created { user, .. } = store.create_pending_user(&sign_up, now, until).await.unwrap()
+            let CreateOutcome::Created { user, .. } =
+                store.create_pending_user(&sign_up, now, until, None).await.unwrap()
             else {
                 panic!("not created")
             };
@@ -63,7 +64,8 @@ async fn arrange(
             User { delivery: mailconfirm::domain::DeliveryState::Bounced, ..user }
         }
         State::Confirmed => {
-            let CreateOutcome::Created { user, .. } = store.create_pending_user(&sign_up, now, None).await.unwrap()
+            let CreateOutcome::Created { user, .. } =
+                store.create_pending_user(&sign_up, now, None, None).await.unwrap()
             else {
                 panic!("not created")
             };
@@ -115,7 +117,14 @@ async fn the_claims_condition_and_the_pure_rule_agree_for_every_state() {
                     let requirements = SendRequirements { client: required_client, address, command: None };
                     let expected = SendRefusal::decide(before.as_ref(), &requirements, now);
                     let claimed = store
-                        .claim_send(&user_id, now, UnixTime(now.0 + 60), ClaimCondition::CooldownOver, &requirements)
+                        .claim_send(
+                            &user_id,
+                            now,
+                            UnixTime(now.0 + 60),
+                            ClaimCondition::CooldownOver,
+                            &requirements,
+                            None,
+                        )
                         .await
                         .unwrap();
                     let case = format!("{state:?}, user client {user_client:?}, {requirements:?}");

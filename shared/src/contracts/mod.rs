@@ -3,6 +3,7 @@
 
 pub mod backendless;
 pub mod backendless_info;
+pub mod codes;
 pub mod mastodon;
 pub mod service;
 pub mod singularity;

@@ -85,6 +85,8 @@ pub enum ConfirmMethod {
     VerifyApi,
     /// The app's backend confirmed the user by hand.
     Admin,
+    /// The app posted the one-time code from the mail for its signed-in user.
+    Code,
 }
 
 impl ConfirmMethod {
@@ -93,11 +95,14 @@ impl ConfirmMethod {
             ConfirmMethod::Link => "link",
             ConfirmMethod::VerifyApi => "verify_api",
             ConfirmMethod::Admin => "admin",
+            ConfirmMethod::Code => "code",
         }
     }
 
     pub fn parse(stored: &str) -> Option<Self> {
-        [ConfirmMethod::Link, ConfirmMethod::VerifyApi, ConfirmMethod::Admin].into_iter().find(|m| m.as_str() == stored)
+        [ConfirmMethod::Link, ConfirmMethod::VerifyApi, ConfirmMethod::Admin, ConfirmMethod::Code]
+            .into_iter()
+            .find(|m| m.as_str() == stored)
     }
 }
 

@@ -114,16 +114,18 @@ impl ClientResend {
             self.change_address(user_id, &requirements, new_address, now).await?;
         }
         let until = self.cooldown.claim_until(now);
+        let code = self.delivery.new_code(user_id, now);
+        let stored_code = code.as_ref().map(|code| code.stored());
         let claim = async {
             self.claims
-                .claim_send(user_id, now, until, ClaimCondition::CooldownOver, &requirements)
+                .claim_send(user_id, now, until, ClaimCondition::CooldownOver, &requirements, stored_code)
                 .await
                 .map_err(Failure::Storage)?
                 .map_err(|seen| Self::refusal(crate::usecases::explain_refusal(seen.as_ref(), &requirements, now)))
         };
         let claim =
             throttle::claim_counted(self.counters.as_ref(), self.claims.as_ref(), throttles, now, claim).await?;
-        self.delivery.deliver(&claim, None, now).await.map_err(Failure::from)?;
+        self.delivery.deliver(&claim, None, now, code.as_ref()).await.map_err(Failure::from)?;
         Ok(())
     }
 

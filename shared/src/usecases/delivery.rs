@@ -1,10 +1,12 @@
-//! Mailing a claimed send: compose the mail with a fresh link, hand it to the mailer, and give
-//! the claim back if the mail did not go out, so a failure never costs the user their next attempt.
+//! Mailing a claimed send: compose the mail with a fresh link (and the one-time code drawn
+//! before the claim), hand it to the mailer, and give the claim back if the mail did not go
+//! out, so a failure never costs the user their next attempt.
 
 use std::sync::Arc;
 
 use crate::config::{ConfigError, Source};
-use crate::domain::{Locale, UnixTime};
+use crate::confirmation_code::{CodeIssuer, NewCode};
+use crate::domain::{Locale, UnixTime, UserId};
 use crate::link_token::{LinkIssuer, TokenCreationError};
 use crate::mail::{MailSendError, MailSettings, TemplateError};
 use crate::ports::{Claim, Mailer, SendClaims};
@@ -25,6 +27,7 @@ pub struct Delivery {
     mailer: Arc<dyn Mailer>,
     settings: MailSettings,
     links: LinkIssuer,
+    codes: CodeIssuer,
 }
 
 impl Delivery {
@@ -33,8 +36,9 @@ impl Delivery {
         mailer: Arc<dyn Mailer>,
         settings: MailSettings,
         links: LinkIssuer,
+        codes: CodeIssuer,
     ) -> Self {
-        Self { claims, mailer, settings, links }
+        Self { claims, mailer, settings, links, codes }
     }
 
     pub fn from_config(
@@ -42,21 +46,31 @@ impl Delivery {
         claims: Arc<dyn SendClaims>,
         mailer: Arc<dyn Mailer>,
     ) -> Result<Self, ConfigError> {
-        Ok(Self::new(claims, mailer, MailSettings::from_config(source)?, LinkIssuer::from_config(source)?))
+        let links = LinkIssuer::from_config(source)?;
+        let codes = CodeIssuer::from_config(source, links.lifetime)?;
+        Ok(Self::new(claims, mailer, MailSettings::from_config(source)?, links, codes))
     }
 
     pub fn settings(&self) -> &MailSettings {
         &self.settings
     }
 
-    /// Mails the claimed user a fresh link; gives the claim back when the mail does not go out.
+    /// The code of the user's next mail, drawn before its claim so that the claim's write
+    /// stores its digest; `None` when codes are off.
+    pub fn new_code(&self, user_id: &UserId, now: UnixTime) -> Option<NewCode> {
+        self.codes.new_code(user_id, now)
+    }
+
+    /// Mails the claimed user a fresh link and `code` (the one whose digest the claim stored);
+    /// gives the claim back when the mail does not go out.
     pub async fn deliver(
         &self,
         claim: &Claim,
         requested_locale: Option<&Locale>,
         now: UnixTime,
+        code: Option<&NewCode>,
     ) -> Result<&'static str, DeliveryError> {
-        let result = self.compose_and_send(claim, requested_locale, now).await;
+        let result = self.compose_and_send(claim, requested_locale, now, code).await;
         if result.is_ok() {
             crate::metrics::count(crate::metrics::Metric::MailsSent);
         } else {
@@ -75,13 +89,20 @@ impl Delivery {
         claim: &Claim,
         requested_locale: Option<&Locale>,
         now: UnixTime,
+        code: Option<&NewCode>,
     ) -> Result<&'static str, DeliveryError> {
         let user = &claim.user;
         let app = self.settings.clients.for_client(user.client_id.as_ref());
         let locale = self.settings.choose_locale(requested_locale, user.locale.as_ref(), user.client_id.as_ref());
         let link = self.links.issue(user, locale, now)?;
         let url = self.links.rebased(&link.url, app.link_base.as_deref());
-        let mut mail = self.settings.templates.render_confirmation(locale, &app.brand, &url, self.links.lifetime)?;
+        let mut mail = self.settings.templates.render_confirmation_with_code(
+            locale,
+            &app.brand,
+            &url,
+            self.links.lifetime,
+            code.map(|code| code.plaintext().as_str()),
+        )?;
         mail.from = app.sender.clone();
         self.mailer.send(&user.email, &mail).await?;
         tracing::info!(locale, "confirmation mail sent");

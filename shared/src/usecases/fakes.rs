@@ -8,17 +8,18 @@ use std::sync::{Arc, Mutex};
 use anyhow::anyhow;
 use async_trait::async_trait;
 
+use crate::confirmation_code::{CodeIssuer, CodeKey};
 use crate::domain::DeliveryState;
 use crate::domain::user::SendRefusal;
 use crate::domain::{
-    AddressTag, EmailAddress, RequestLog, SendRequirements, SignUp, Throttle, Throttled, UnixTime, User, UserId,
-    UserStatus,
+    AddressTag, CodeRecord, CodeRefusal, CodeState, EmailAddress, RequestLog, SendRequirements, SignUp, StoredCode,
+    Throttle, Throttled, UnixTime, User, UserId, UserStatus,
 };
 use crate::link_token::LinkIssuer;
 use crate::mail::{ConfirmationMail, MailSendError, MailSettings};
 use crate::ports::{
-    AddressChangeRefusal, Claim, ClaimCondition, ClaimId, Confirmations, CreateOutcome, Mailer, RequestCounters,
-    SendClaims, UserReader, UserRegistry,
+    AddressChangeRefusal, Claim, ClaimCondition, ClaimId, Confirmations, CountedAttempt, CreateOutcome, Mailer,
+    RequestCounters, SendClaims, UserReader, UserRegistry,
 };
 use crate::usecases::delivery::Delivery;
 
@@ -30,6 +31,8 @@ pub fn pending_user(id: &str, email: &str) -> User {
 pub struct MemoryStore {
     users: Mutex<HashMap<String, User>>,
     counters: Mutex<HashMap<String, RequestLog>>,
+    /// Each user's code digest and the attempts counted on it, as the user item holds them.
+    codes: Mutex<HashMap<String, (StoredCode, u32)>>,
     fail_next: AtomicBool,
 }
 
@@ -40,6 +43,19 @@ impl MemoryStore {
 
     pub fn user(&self, id: &str) -> Option<User> {
         self.users.lock().unwrap().get(id).cloned()
+    }
+
+    /// The attempts counted on the user's current code; `None` when it has no code.
+    pub fn code_attempts(&self, id: &str) -> Option<u32> {
+        self.codes.lock().unwrap().get(id).map(|(_, attempts)| *attempts)
+    }
+
+    fn set_code(&self, id: &UserId, code: Option<&StoredCode>) {
+        let mut codes = self.codes.lock().unwrap();
+        match code {
+            Some(code) => codes.insert(id.as_str().to_owned(), (code.clone(), 0)),
+            None => codes.remove(id.as_str()),
+        };
     }
 
     /// The next call fails as an unreachable table would.
@@ -73,6 +89,7 @@ impl UserRegistry for MemoryStore {
         sign_up: &SignUp,
         now: UnixTime,
         first_mail_until: Option<UnixTime>,
+        code: Option<&StoredCode>,
     ) -> anyhow::Result<CreateOutcome> {
         self.check()?;
         let mut users = self.users.lock().unwrap();
@@ -95,10 +112,12 @@ impl UserRegistry for MemoryStore {
             delivery: DeliveryState::Ok,
         };
         users.insert(user.id.as_str().to_owned(), user.clone());
+        self.set_code(&user.id, first_mail_until.and(code));
         let claim = first_mail_until.map(|until| Claim {
             user: User { cooldown_until: None, ..user.clone() },
             until,
             id: ClaimId::random(),
+            previous_code: None,
         });
         Ok(CreateOutcome::Created { user, claim })
     }
@@ -118,6 +137,7 @@ impl UserRegistry for MemoryStore {
             Some(stored) if stored.status == UserStatus::EmailConfirmationPending && stored.email == user.email => {
                 stored.email = new.clone();
                 stored.cooldown_until = None;
+                self.set_code(&user.id, None);
                 Ok(Ok(()))
             }
             _ => Ok(Err(AddressChangeRefusal::UserChanged)),
@@ -134,6 +154,7 @@ impl SendClaims for MemoryStore {
         until: UnixTime,
         condition: ClaimCondition,
         requirements: &SendRequirements<'_>,
+        code: Option<&StoredCode>,
     ) -> anyhow::Result<Result<Claim, Option<User>>> {
         self.check()?;
         let mut users = self.users.lock().unwrap();
@@ -149,7 +170,9 @@ impl SendClaims for MemoryStore {
         }
         let before = user.clone();
         user.cooldown_until = Some(until);
-        Ok(Ok(Claim { user: before, until, id: ClaimId::random() }))
+        let previous_code = self.codes.lock().unwrap().get(user_id.as_str()).cloned();
+        self.set_code(user_id, code);
+        Ok(Ok(Claim { user: before, until, id: ClaimId::random(), previous_code }))
     }
 
     async fn release_send(&self, claim: &Claim) -> anyhow::Result<()> {
@@ -159,6 +182,11 @@ impl SendClaims for MemoryStore {
             && user.cooldown_until == Some(claim.until)
         {
             user.cooldown_until = claim.user.cooldown_until;
+            let mut codes = self.codes.lock().unwrap();
+            match &claim.previous_code {
+                Some(previous) => codes.insert(user.id.as_str().to_owned(), previous.clone()),
+                None => codes.remove(user.id.as_str()),
+            };
         }
         Ok(())
     }
@@ -192,6 +220,7 @@ impl Confirmations for MemoryStore {
         }
         user.status = UserStatus::Enabled;
         user.confirmed_at = Some(now);
+        self.set_code(user_id, None);
         Ok(Ok(user.clone()))
     }
 
@@ -209,7 +238,45 @@ impl Confirmations for MemoryStore {
         }
         user.status = UserStatus::Enabled;
         user.confirmed_at = Some(now);
+        self.set_code(user_id, None);
         Ok(Ok(user.clone()))
+    }
+
+    async fn count_code_attempt(
+        &self,
+        user_id: &UserId,
+        now: UnixTime,
+        max_attempts: u32,
+    ) -> anyhow::Result<Result<CountedAttempt, Option<CodeState>>> {
+        self.check()?;
+        // Both locks held, users first as everywhere: the check and the count are one step.
+        let users = self.users.lock().unwrap();
+        let Some(user) = users.get(user_id.as_str()) else { return Ok(Err(None)) };
+        let mut codes = self.codes.lock().unwrap();
+        let entry = codes.get_mut(user_id.as_str());
+        let record =
+            entry.as_ref().map(|(code, attempts)| CodeRecord { expires_at: code.expires_at, attempts: *attempts });
+        let state = CodeState { status: user.status, code: record };
+        let Some((code, attempts)) = entry.filter(|_| CodeRefusal::allows(&state, now, max_attempts)) else {
+            return Ok(Err(Some(state)));
+        };
+        *attempts += 1;
+        Ok(Ok(CountedAttempt { digest: code.digest.clone(), attempts: *attempts }))
+    }
+
+    async fn confirm_with_code(
+        &self,
+        user_id: &UserId,
+        digest: &str,
+        now: UnixTime,
+        by: &crate::domain::ConfirmedBy,
+    ) -> anyhow::Result<Result<User, Option<User>>> {
+        let current = self.codes.lock().unwrap().get(user_id.as_str()).map(|(code, _)| code.digest.clone());
+        if current.as_deref() != Some(digest) {
+            self.check()?;
+            return Ok(Err(self.user(user_id.as_str())));
+        }
+        self.confirm_without_link(user_id, now, by).await
     }
 }
 
@@ -248,6 +315,18 @@ impl MemoryMailer {
     /// The next `times` sends are refused as SES refuses them over the account's rate.
     pub fn refuse_for_rate(&self, times: usize) {
         self.refusals_for_rate.store(times, Ordering::SeqCst);
+    }
+
+    /// The text part of every mail sent, oldest first.
+    pub fn texts(&self) -> Vec<String> {
+        self.sent.lock().unwrap().iter().map(|(_, mail)| mail.text.clone()).collect()
+    }
+
+    /// The one-time code of the newest mail, read from its text as a person reads it.
+    pub fn latest_code(&self) -> Option<String> {
+        let text = self.texts().pop()?;
+        let line = text.lines().find(|line| line.starts_with("Or enter this code"))?;
+        Some(line.rsplit(' ').next()?.to_owned())
     }
 
     pub fn sent_to(&self) -> Vec<String> {
@@ -303,11 +382,13 @@ impl Fakes {
     /// A delivery whose mails go through `mailer` (e.g. a paced one around [`Self::mailer`]).
     pub fn delivery_through(&self, mailer: Arc<dyn Mailer>) -> Delivery {
         let env = Self::env();
-        Delivery::new(
-            self.store.clone(),
-            mailer,
-            MailSettings::from_config(&env).unwrap(),
-            LinkIssuer::from_config(&env).unwrap(),
-        )
+        let links = LinkIssuer::from_config(&env).unwrap();
+        let codes = CodeIssuer::from_config(&env, links.lifetime).unwrap();
+        Delivery::new(self.store.clone(), mailer, MailSettings::from_config(&env).unwrap(), links, codes)
+    }
+
+    /// The key the fakes' codes are digested with.
+    pub fn code_key() -> CodeKey {
+        CodeKey::from_config(&Self::env()).unwrap()
     }
 }

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod change_address;
 pub mod client_resend;
 pub mod confirm;
+pub mod confirm_code;
 pub mod cooldown_status;
 pub mod create_link;
 pub mod delivery;
@@ -99,6 +100,7 @@ failure_variant!(
     crate::usecases::change_address::ChangeEmailError,
     crate::usecases::create_link::CreateLinkError,
     crate::usecases::confirm::ConfirmError,
+    crate::usecases::confirm_code::ConfirmCodeError,
     crate::usecases::cooldown_status::CooldownStatusError,
     crate::usecases::signup::SignUpError,
     crate::usecases::throttle::ThrottleError,

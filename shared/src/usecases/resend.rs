@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use crate::config::{self, ConfigError};
+use crate::confirmation_code::NewCode;
 use crate::wiring::Wiring;
 
 use crate::domain::user::SendRefusal;
@@ -93,8 +94,9 @@ impl Resend {
             return Err(ResendError::MailDisabled);
         }
         let requirements = SendRequirements { command, ..SendRequirements::default() };
-        let claim = self.claim(user_id, now, &requirements).await?;
-        self.deliver(&claim, requested_locale, now).await
+        let code = self.delivery.new_code(user_id, now);
+        let claim = self.claim(user_id, now, &requirements, code.as_ref()).await?;
+        self.deliver(&claim, requested_locale, now, code.as_ref()).await
     }
 
     /// [`Self::resend`] for a request counted by `throttles`: the throttle writes and the claim
@@ -111,10 +113,11 @@ impl Resend {
             return Err(Limited::Refused(ResendError::MailDisabled));
         }
         let none = SendRequirements::default();
-        let claim = self.claim(user_id, now, &none);
+        let code = self.delivery.new_code(user_id, now);
+        let claim = self.claim(user_id, now, &none, code.as_ref());
         let claim =
             throttle::claim_counted(self.counters.as_ref(), self.claims.as_ref(), throttles, now, claim).await?;
-        self.deliver(&claim, requested_locale, now).await.map_err(Limited::Refused)
+        self.deliver(&claim, requested_locale, now, code.as_ref()).await.map_err(Limited::Refused)
     }
 
     /// Resends to a user named by address or id: one read to find the user when named by
@@ -168,10 +171,11 @@ impl Resend {
         user_id: &UserId,
         now: UnixTime,
         requirements: &SendRequirements<'_>,
+        code: Option<&NewCode>,
     ) -> Result<Claim, ResendError> {
         let until = self.cooldown.claim_until(now);
         self.claims
-            .claim_send(user_id, now, until, ClaimCondition::CooldownOver, requirements)
+            .claim_send(user_id, now, until, ClaimCondition::CooldownOver, requirements, code.map(NewCode::stored))
             .await
             .map_err(Failure::Storage)?
             .map_err(|seen| match crate::usecases::explain_refusal(seen.as_ref(), requirements, now) {
@@ -189,8 +193,9 @@ impl Resend {
         claim: &Claim,
         requested_locale: Option<&Locale>,
         now: UnixTime,
+        code: Option<&NewCode>,
     ) -> Result<Sent, ResendError> {
-        let locale = self.delivery.deliver(claim, requested_locale, now).await.map_err(Failure::from)?;
+        let locale = self.delivery.deliver(claim, requested_locale, now, code).await.map_err(Failure::from)?;
         Ok(Sent { cooldown_seconds: self.cooldown.period.as_secs(), locale })
     }
 }

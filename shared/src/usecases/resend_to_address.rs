@@ -61,9 +61,17 @@ impl AddressedResend {
         }
         let requirements = SendRequirements { client: None, address: Some(address), command: None };
         let until = self.cooldown.claim_until(now);
+        let code = self.delivery.new_code(user_id, now);
         let claim = self
             .claims
-            .claim_send(user_id, now, until, ClaimCondition::CooldownOver, &requirements)
+            .claim_send(
+                user_id,
+                now,
+                until,
+                ClaimCondition::CooldownOver,
+                &requirements,
+                code.as_ref().map(|c| c.stored()),
+            )
             .await
             .map_err(Failure::Storage)?
             .map_err(|seen| match crate::usecases::explain_refusal(seen.as_ref(), &requirements, now) {
@@ -75,7 +83,7 @@ impl AddressedResend {
                     AddressedResendError::CooldownActive { remaining_seconds }
                 }
             })?;
-        self.delivery.deliver(&claim, None, now).await.map_err(Failure::from)?;
+        self.delivery.deliver(&claim, None, now, code.as_ref()).await.map_err(Failure::from)?;
         Ok(())
     }
 }

@@ -68,9 +68,11 @@ impl SignUps {
     pub async fn process(&self, sign_up: &SignUp, now: UnixTime) -> Result<SignUpOutcome, SignUpError> {
         let mail_enabled = self.delivery.settings().enabled;
         let until = self.cooldown.claim_until(now);
+        let code = self.delivery.new_code(&sign_up.user_id, now);
+        let stored_code = code.as_ref().map(|code| code.stored());
         let created = self
             .registry
-            .create_pending_user(sign_up, now, mail_enabled.then_some(until))
+            .create_pending_user(sign_up, now, mail_enabled.then_some(until), stored_code)
             .await
             .map_err(Failure::Storage)?;
         let claim = match created {
@@ -91,7 +93,14 @@ impl SignUps {
             CreateOutcome::Existing(_) => {
                 match self
                     .claims
-                    .claim_send(&sign_up.user_id, now, until, ClaimCondition::FirstMailNotAccepted, &Default::default())
+                    .claim_send(
+                        &sign_up.user_id,
+                        now,
+                        until,
+                        ClaimCondition::FirstMailNotAccepted,
+                        &Default::default(),
+                        stored_code,
+                    )
                     .await
                     .map_err(Failure::Storage)?
                 {
@@ -106,7 +115,7 @@ impl SignUps {
                 }
             }
         };
-        match self.delivery.deliver(&claim, sign_up.locale.as_ref(), now).await {
+        match self.delivery.deliver(&claim, sign_up.locale.as_ref(), now, code.as_ref()).await {
             Ok(_) => Ok(SignUpOutcome::MailSent),
             Err(DeliveryError::MailSend(refusal)) if refusal.is_refused_for_rate() => {
                 Err(SignUpError::MailRefusedForRate)
@@ -166,7 +175,7 @@ mod tests {
         let event = sign_up("u-1", "ada@example.org");
         // The invocation that created the user died before the mail was handed over.
         let until = UnixTime(60);
-        fakes.store.create_pending_user(&event, UnixTime(0), Some(until)).await.unwrap();
+        fakes.store.create_pending_user(&event, UnixTime(0), Some(until), None).await.unwrap();
         let early = sign_ups.process(&event, UnixTime(10)).await;
         assert!(matches!(early, Err(SignUpError::FirstMailInFlight { retry_after_seconds: 50 })), "{early:?}");
         assert!(fakes.mailer.sent_to().is_empty());
