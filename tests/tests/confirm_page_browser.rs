@@ -34,7 +34,9 @@ fn write_page_matrix(dir: &Path) {
             let form =
                 page.button().map(|action| PageForm { action: action.as_str(), token: "token", redirect_to: None });
             let continue_to = page.is_success().then_some("https://app.example.com/");
-            let view = PageView { page, locale, brand: &brand, form, continue_to, address: Some(&address) };
+            let typed_address = (page == Page::WrongCode).then_some("ada@example.com");
+            let view =
+                PageView { page, locale, brand: &brand, form, continue_to, address: Some(&address), typed_address };
             let html = renderer.render(view).unwrap();
             std::fs::write(dir.join(locale).join(format!("{}.html", page.key())), html).unwrap();
         }

@@ -266,3 +266,64 @@ async fn a_throttled_resend_leaves_the_code_of_the_mail_that_went_out() {
     assert_eq!(stored_number(&stack.stored_user(&user_id).await.unwrap(), "code_attempts"), Some(1));
     assert_eq!(stack.post_code(&user_id, &delivered).await, (200, json!({ "confirmed": true })));
 }
+
+async fn post_code_form(stack: &TestStack, email: &str, code: &str) -> reqwest::Response {
+    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    no_redirects.post(stack.url("/confirm-email/code")).form(&[("email", email), ("code", code)]).send().await.unwrap()
+}
+
+fn page_key(html: &str) -> &str {
+    html.split("data-page=\"").nth(1).and_then(|rest| rest.split('"').next()).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_hosted_form_confirms_with_address_and_code_and_tells_nobody_which_addresses_exist() {
+    let stack = TestStack::start().await;
+    let (user_id, email) = stack.signed_up_user(None).await;
+    let code = stack.latest_code(&email).await;
+
+    let form = stack.http.get(stack.url("/confirm-email/code")).send().await.unwrap();
+    assert_eq!(form.status(), 200);
+    assert!(form.headers()["content-security-policy"].to_str().unwrap().contains("form-action 'self'"));
+    let html = form.text().await.unwrap();
+    assert_eq!(page_key(&html), "enter_code");
+    assert!(html.contains(r#"autocomplete="one-time-code""#) && html.contains(r#"action="code""#));
+
+    // A wrong code and an unknown address read the same; the typed address is kept.
+    let wrong_code = post_code_form(&stack, &email, &wrong(&code)).await;
+    assert_eq!(wrong_code.status(), 422);
+    let wrong_html = wrong_code.text().await.unwrap();
+    assert_eq!(page_key(&wrong_html), "wrong_code");
+    assert!(wrong_html.contains(&format!("value=\"{email}\"")) || wrong_html.contains("value=\""), "{wrong_html}");
+    let unknown = post_code_form(&stack, &stack.unique_email("nobody"), &code).await;
+    assert_eq!(unknown.status(), 422);
+    assert_eq!(page_key(&unknown.text().await.unwrap()), "wrong_code");
+    for (bad_email, bad_code) in [("not an address", code.as_str()), (email.as_str(), "12"), ("", "")] {
+        assert_eq!(post_code_form(&stack, bad_email, bad_code).await.status(), 422, "{bad_email:?} {bad_code:?}");
+    }
+    let item = stack.stored_user(&user_id).await.unwrap();
+    assert_eq!(stored_number(&item, "code_attempts"), Some(1), "only the attempt on the real address counted");
+
+    // The right code: 303 to the result page (post/redirect/get), and the user is confirmed.
+    let right = post_code_form(&stack, &email.to_uppercase(), &code).await;
+    assert_eq!(right.status(), 303);
+    let location = right.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(location, "code?done=confirmed");
+    assert_eq!(stack.stored_status(&user_id).await.as_deref(), Some("ENABLED"));
+    let result = stack.http.get(stack.url(&format!("/confirm-email/{location}"))).send().await.unwrap();
+    assert_eq!(page_key(&result.text().await.unwrap()), "confirmed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn five_wrong_codes_on_the_hosted_form_use_the_code_up() {
+    let stack = TestStack::start().await;
+    let (user_id, email) = stack.signed_up_user(None).await;
+    let code = stack.latest_code(&email).await;
+    for _ in 0..5 {
+        assert_eq!(post_code_form(&stack, &email, &wrong(&code)).await.status(), 422);
+    }
+    let dead = post_code_form(&stack, &email, &code).await;
+    assert_eq!(dead.status(), 410);
+    assert_eq!(page_key(&dead.text().await.unwrap()), "code_used_up");
+    assert_eq!(stack.stored_status(&user_id).await.as_deref(), Some("EMAIL_CONFIRMATION_PENDING"));
+}

@@ -530,6 +530,13 @@ async fn real_responses_have_documented_statuses_and_bodies_that_match_their_sch
         let (status, _) = checker.check("POST", press(&stack, form).await.unwrap()).await;
         statuses(&mut answered, label, status);
     }
+    for (method, label) in [("GET", "code form"), ("HEAD", "code form, HEAD")] {
+        let response = http.request(method.parse().unwrap(), stack.url("/confirm-email/code")).send().await;
+        statuses(&mut answered, label, checker.check(method, response.unwrap()).await.0);
+    }
+    let wrong_code =
+        http.post(stack.url("/confirm-email/code")).form(&[("email", "nobody@example.com"), ("code", "123456")]);
+    statuses(&mut answered, "code form, wrong code", checker.check("POST", wrong_code.send().await.unwrap()).await.0);
     let redirected = press(&redirecting, vec![("token", redirect_link)]).await.unwrap();
     statuses(&mut answered, "press Confirm with a redirect", checker.check("POST", redirected).await.0);
     for label in ["ask for a new link, throttled (1)", "ask for a new link, throttled (2)"] {
@@ -654,6 +661,8 @@ async fn real_responses_have_documented_statuses_and_bodies_that_match_their_sch
         ("page for an expired link", 410),
         ("page for an earlier address", 409),
         ("press Confirm", 303),
+        ("code form", 200),
+        ("code form, wrong code", 422),
         ("press Confirm with a redirect", 303),
         ("ask for a new link, throttled (2)", 429),
         ("page with mail off", 503),

@@ -18,12 +18,13 @@ use lambda_http::{Body, Request, Response};
 use crate::clients::Clients;
 use crate::config::ConfigError;
 use crate::contracts::{form_field, header, query_param, source_ip};
-use crate::domain::{ClientId, Locale, UnixTime, client_subject};
+use crate::domain::{ClientId, EmailAddress, Locale, OneTimeCode, UnixTime, client_subject};
 use crate::link_token::AuthenticLink;
 use crate::mail::MailSettings;
 use crate::ports::{Clock, UserReader};
 use crate::usecases::MaybeFailure;
 use crate::usecases::confirm::Confirmer;
+use crate::usecases::confirm_code::{CodeConfirmer, CodeThrottles, ConfirmCodeError};
 use crate::usecases::resend::Resend;
 use crate::usecases::throttle::{Limited, ResendThrottles};
 use crate::wiring::{HttpHandler, Wiring};
@@ -38,6 +39,8 @@ pub struct ConfirmPage {
     confirmer: Confirmer,
     resend: Resend,
     throttles: ResendThrottles,
+    codes: CodeConfirmer,
+    code_throttles: CodeThrottles,
     clients: Arc<Clients>,
     pages: PageRenderer,
     clock: Arc<dyn Clock>,
@@ -60,7 +63,12 @@ struct Shown<'a> {
     submission: &'a Submission,
     address: Option<MaskedAddress>,
     client: Option<&'a ClientId>,
+    /// What the person typed into the code form, to show it again.
+    typed_address: Option<&'a str>,
 }
+
+/// The form for a one-time code, beside the page: `/confirm-email/code`.
+pub const CODE_FORM_PATH: &str = "/confirm-email/code";
 
 /// The query parameter of the result page a Confirm `POST` is redirected to (post/redirect/get),
 /// naming the page the press ended on.
@@ -81,6 +89,8 @@ impl ConfirmPage {
             confirmer: Confirmer::from_config(w)?,
             resend: Resend::from_config(w)?,
             throttles: ResendThrottles::from_config(w.config)?,
+            codes: CodeConfirmer::from_config(w)?,
+            code_throttles: CodeThrottles::from_config(w.config)?,
             clients,
             pages: PageRenderer::default(),
             clock: w.clock.clone(),
@@ -101,9 +111,12 @@ const FALLBACK_POLICY: &str = "default-src 'none'; form-action 'self'; frame-anc
 impl HttpHandler for ConfirmPage {
     async fn handle(&self, request: Request) -> Response<Body> {
         let method = request.method().clone();
-        let (mut response, client) = match method {
-            http::Method::GET | http::Method::HEAD => self.open(&request).await,
-            http::Method::POST => self.submit(&request).await,
+        let code_form = request.uri().path().trim_end_matches('/').ends_with(CODE_FORM_PATH);
+        let (mut response, client) = match (&method, code_form) {
+            (&http::Method::GET | &http::Method::HEAD, true) => (self.code_form(&request), None),
+            (&http::Method::POST, true) => self.submit_code(&request).await,
+            (&http::Method::GET | &http::Method::HEAD, false) => self.open(&request).await,
+            (&http::Method::POST, false) => self.submit(&request).await,
             _ => {
                 let mut response = Response::new(Body::Empty);
                 *response.status_mut() = http::StatusCode::METHOD_NOT_ALLOWED;
@@ -150,7 +163,14 @@ impl ConfirmPage {
         let client = user.and_then(|user| user.client_id.clone());
         let locale = self.locale_for(request, [link_locale.as_ref(), stored_locale.as_ref()], client.as_ref());
         let address = user.map(|user| MaskedAddress::of(&user.email));
-        let response = self.show(Shown { page, locale, submission: &submission, address, client: client.as_ref() });
+        let response = self.show(Shown {
+            page,
+            locale,
+            submission: &submission,
+            address,
+            client: client.as_ref(),
+            typed_address: None,
+        });
         (response, client)
     }
 
@@ -168,7 +188,17 @@ impl ConfirmPage {
                 let locale =
                     self.locale_for(request, [link.as_ref().ok().and_then(|l| l.link.locale.as_ref()), None], None);
                 let page = Page::Invalid;
-                (self.show(Shown { page, locale, submission: &submission, address: None, client: None }), None)
+                (
+                    self.show(Shown {
+                        page,
+                        locale,
+                        submission: &submission,
+                        address: None,
+                        client: None,
+                        typed_address: None,
+                    }),
+                    None,
+                )
             }
             Some(Action::Confirm) => {
                 let by = crate::contracts::confirmed_by(request, crate::domain::ConfirmMethod::Link);
@@ -188,7 +218,14 @@ impl ConfirmPage {
                     // Not a link of ours (perhaps not even a token): nothing to read again, and
                     // nothing of it belongs in a Location header.
                     let locale = self.locale_for(request, [None, None], None);
-                    let shown = Shown { page, locale, submission: &submission, address: None, client: None };
+                    let shown = Shown {
+                        page,
+                        locale,
+                        submission: &submission,
+                        address: None,
+                        client: None,
+                        typed_address: None,
+                    };
                     return (self.show(shown), None);
                 }
                 let redirect_to = submission.redirect_to.as_deref().filter(|target| settings.redirects.allows(target));
@@ -198,9 +235,73 @@ impl ConfirmPage {
                 let locale =
                     self.locale_for(request, [link.as_ref().ok().and_then(|l| l.link.locale.as_ref()), None], None);
                 let page = self.send_new_link(request, link.as_ref().ok(), now).await;
-                (self.show(Shown { page, locale, submission: &submission, address: None, client: None }), None)
+                (
+                    self.show(Shown {
+                        page,
+                        locale,
+                        submission: &submission,
+                        address: None,
+                        client: None,
+                        typed_address: None,
+                    }),
+                    None,
+                )
             }
         }
+    }
+
+    /// `GET /confirm-email/code`: the form; after a code confirmed (`done=…`), its result.
+    fn code_form(&self, request: &Request) -> Response<Body> {
+        let page = match query_param(request, AFTER_CONFIRM).as_deref() {
+            Some("confirmed") => Page::Confirmed,
+            Some("already_confirmed") => Page::AlreadyConfirmed,
+            _ => Page::EnterCode,
+        };
+        let locale = self.locale_for(request, [None, None], None);
+        let submission = Submission { token: None, redirect_to: None };
+        self.show(Shown { page, locale, submission: &submission, address: None, client: None, typed_address: None })
+    }
+
+    /// `POST /confirm-email/code`: the address and the code of the mail. The same answer for an
+    /// unknown address as for a wrong code; each attempt on a known one counts (5 per code)
+    /// and goes through the code throttles, per client address and per user.
+    async fn submit_code(&self, request: &Request) -> (Response<Body>, Option<ClientId>) {
+        let body = request.body().as_ref();
+        let typed = form_field(body, "email");
+        let typed = typed.as_deref().map(str::trim).filter(|typed| !typed.is_empty() && typed.len() <= 254);
+        let code = form_field(body, "code").and_then(|code| OneTimeCode::parse(code.trim()).ok());
+        let locale = self.locale_for(request, [None, None], None);
+        let now = self.clock.now();
+        let submission = Submission { token: None, redirect_to: None };
+        let address = typed.and_then(|typed| EmailAddress::parse(typed).ok());
+        let result = match (address, code) {
+            (Some(address), Some(code)) => match self.users.find_user_id_by_email(&address).await {
+                Ok(Some(user_id)) => {
+                    let client = source_ip(request).map(client_subject).unwrap_or_else(|| "unknown".to_owned());
+                    let throttles = self.code_throttles.counting(client, &user_id);
+                    let by = crate::contracts::confirmed_by(request, crate::domain::ConfirmMethod::Code);
+                    self.codes.confirm(&user_id, &code, now, &by, &throttles).await
+                }
+                Ok(None) => Err(ConfirmCodeError::UserNotFound),
+                Err(err) => Err(ConfirmCodeError::Failed(crate::usecases::Failure::Storage(err))),
+            },
+            _ => Err(ConfirmCodeError::WrongCode { attempts_left: 0 }),
+        };
+        if let Err(ConfirmCodeError::Failed(failure)) = &result {
+            failure.report();
+        }
+        let page = Page::after_code(&result, now);
+        if page.is_success() {
+            let client = result.as_ref().ok().and_then(|user| user.client_id.clone());
+            let settings = self.clients.for_client(client.as_ref());
+            let target = match settings.redirects.target(None) {
+                Some(target) => target.to_owned(),
+                None => format!("code?{AFTER_CONFIRM}={}", page.key()),
+            };
+            return (see_other(&target), client);
+        }
+        let shown = Shown { page, locale, submission: &submission, address: None, client: None, typed_address: typed };
+        (self.show(shown), None)
     }
 
     async fn send_new_link(&self, request: &Request, link: Option<&AuthenticLink>, now: UnixTime) -> Page {
@@ -232,7 +333,7 @@ impl ConfirmPage {
     }
 
     fn show(&self, shown: Shown<'_>) -> Response<Body> {
-        let Shown { page, locale, submission, address, client } = shown;
+        let Shown { page, locale, submission, address, client, typed_address } = shown;
         let settings = self.clients.for_client(client);
         let form = match (page.button(), submission.token.as_deref()) {
             (Some(action), Some(token)) => {
@@ -247,7 +348,15 @@ impl ConfirmPage {
             None
         };
         tracing::info!(page = page.key(), status = page.status().as_u16(), "confirm page shown");
-        let view = PageView { page, locale, brand: &settings.brand, form, continue_to, address: address.as_ref() };
+        let view = PageView {
+            page,
+            locale,
+            brand: &settings.brand,
+            form,
+            continue_to,
+            address: address.as_ref(),
+            typed_address,
+        };
         let html = match self.pages.render(view) {
             Ok(html) => html,
             Err(reason) => {

@@ -6,6 +6,7 @@ use http::StatusCode;
 use crate::domain::{EmailAddress, UnixTime, User, UserStatus};
 use crate::link_token::{AuthenticLink, LinkTokenError};
 use crate::usecases::confirm::ConfirmError;
+use crate::usecases::confirm_code::ConfirmCodeError;
 use crate::usecases::resend::ResendError;
 use crate::usecases::throttle::Limited;
 
@@ -58,11 +59,17 @@ pub enum Page {
     TooManyRequests {
         retry_after_seconds: u64,
     },
+    /// The form for the one-time code of the mail, for a person reading mail elsewhere.
+    EnterCode,
+    /// The code (or the address) is not right: the form again.
+    WrongCode,
+    /// The code expired or had all its attempts: only a new mail helps.
+    CodeUsedUp,
 }
 
 impl Page {
     /// One of each page, for tests and previews.
-    pub const ALL: [Page; 10] = [
+    pub const ALL: [Page; 13] = [
         Page::AskToConfirm,
         Page::Confirmed,
         Page::AlreadyConfirmed,
@@ -73,6 +80,9 @@ impl Page {
         Page::MailDisabled,
         Page::TemporaryFailure { retry: Action::Confirm },
         Page::TooManyRequests { retry_after_seconds: 60 },
+        Page::EnterCode,
+        Page::WrongCode,
+        Page::CodeUsedUp,
     ];
 
     /// Names the page's texts in the string tables (`<key>.title`, `<key>.text`, …).
@@ -88,12 +98,21 @@ impl Page {
             Page::MailDisabled => "mail_disabled",
             Page::TemporaryFailure { .. } => "temporary_failure",
             Page::TooManyRequests { .. } => "too_many_requests",
+            Page::EnterCode => "enter_code",
+            Page::WrongCode => "wrong_code",
+            Page::CodeUsedUp => "code_used_up",
         }
     }
 
     pub fn status(self) -> StatusCode {
         match self {
-            Page::AskToConfirm | Page::Confirmed | Page::AlreadyConfirmed | Page::NewLinkRequested => StatusCode::OK,
+            Page::AskToConfirm
+            | Page::Confirmed
+            | Page::AlreadyConfirmed
+            | Page::NewLinkRequested
+            | Page::EnterCode => StatusCode::OK,
+            Page::WrongCode => StatusCode::UNPROCESSABLE_ENTITY,
+            Page::CodeUsedUp => StatusCode::GONE,
             Page::Invalid => StatusCode::BAD_REQUEST,
             Page::AddressChanged => StatusCode::CONFLICT,
             Page::Expired => StatusCode::GONE,
@@ -116,7 +135,7 @@ impl Page {
     pub fn tone(self) -> &'static str {
         match self {
             Page::Confirmed | Page::AlreadyConfirmed | Page::NewLinkRequested => "success",
-            Page::AskToConfirm => "neutral",
+            Page::AskToConfirm | Page::EnterCode => "neutral",
             _ => "problem",
         }
     }
@@ -125,6 +144,28 @@ impl Page {
     /// to be for the account's current address.
     pub fn shows_address(self) -> bool {
         matches!(self, Page::AskToConfirm | Page::Confirmed | Page::AlreadyConfirmed)
+    }
+
+    /// Whether the page shows the form for a one-time code.
+    pub fn asks_for_code(self) -> bool {
+        matches!(self, Page::EnterCode | Page::WrongCode)
+    }
+
+    /// The page after a code was entered on the page. An unknown address, a wrong code and a
+    /// user without a code read the same, so the form tells nobody which addresses exist.
+    pub fn after_code(result: &Result<User, ConfirmCodeError>, now: UnixTime) -> Page {
+        match result {
+            Ok(_) => Page::Confirmed,
+            Err(ConfirmCodeError::AlreadyConfirmed) => Page::AlreadyConfirmed,
+            Err(ConfirmCodeError::WrongCode { .. } | ConfirmCodeError::UserNotFound | ConfirmCodeError::NoCode) => {
+                Page::WrongCode
+            }
+            Err(ConfirmCodeError::TooManyAttempts | ConfirmCodeError::Expired) => Page::CodeUsedUp,
+            Err(ConfirmCodeError::Throttled(throttled)) => {
+                Page::TooManyRequests { retry_after_seconds: throttled.retry_after_seconds(now) }
+            }
+            Err(ConfirmCodeError::Failed(_)) => Page::TemporaryFailure { retry: Action::Confirm },
+        }
     }
 
     /// Whether a person on this page is done and may continue to the app.
@@ -342,5 +383,28 @@ mod tests {
         assert_eq!(Action::parse(None), Some(Action::Confirm));
         assert_eq!(Action::parse(Some("send-new-link")), Some(Action::SendNewLink));
         assert_eq!(Action::parse(Some("delete-account")), None);
+    }
+
+    #[test]
+    fn an_entered_code_maps_every_outcome_to_a_page_and_hides_which_addresses_exist() {
+        let ok: Result<User, ConfirmCodeError> = Ok(user("a@example.org", UserStatus::Enabled));
+        assert_eq!(Page::after_code(&ok, UnixTime(0)), Page::Confirmed);
+        let cases = [
+            (ConfirmCodeError::AlreadyConfirmed, Page::AlreadyConfirmed),
+            (ConfirmCodeError::WrongCode { attempts_left: 2 }, Page::WrongCode),
+            (ConfirmCodeError::UserNotFound, Page::WrongCode),
+            (ConfirmCodeError::NoCode, Page::WrongCode),
+            (ConfirmCodeError::TooManyAttempts, Page::CodeUsedUp),
+            (ConfirmCodeError::Expired, Page::CodeUsedUp),
+            (
+                ConfirmCodeError::Failed(Failure::Storage(anyhow::anyhow!("down"))),
+                Page::TemporaryFailure { retry: Action::Confirm },
+            ),
+        ];
+        for (err, page) in cases {
+            assert_eq!(Page::after_code(&Err(err), UnixTime(0)), page);
+        }
+        assert!(Page::EnterCode.asks_for_code() && Page::WrongCode.asks_for_code());
+        assert!(!Page::CodeUsedUp.asks_for_code() && Page::CodeUsedUp.button().is_none());
     }
 }

@@ -44,6 +44,8 @@ pub struct PageView<'a> {
     /// Where "Continue to <app>" leads, on a success.
     pub continue_to: Option<&'a str>,
     pub address: Option<&'a MaskedAddress>,
+    /// The address typed into the code form, shown again after a wrong code.
+    pub typed_address: Option<&'a str>,
 }
 
 /// Renders pages; the template is parsed on first use, not at start-up.
@@ -102,7 +104,7 @@ impl PageRenderer {
     /// The page's HTML in a shipped locale and the app's brand, naming the address where the
     /// page is about it. Only fails if a shipped template is broken, which the unit tests rule out.
     pub fn render(&self, view: PageView<'_>) -> Result<String, String> {
-        let PageView { page, locale, brand, form, continue_to, address } = view;
+        let PageView { page, locale, brand, form, continue_to, address, typed_address } = view;
         let text = |key: &str| phrase(locale, key, &brand.app_name);
         let key = page.key();
         let form = match (form, page.button()) {
@@ -113,6 +115,15 @@ impl PageRenderer {
                 button => text(&format!("{key}.button"))?,
             }),
             _ => None,
+        };
+        let code_form = match page.asks_for_code() {
+            false => None,
+            true => Some(context! {
+                email_label => text("code_form.email")?,
+                code_label => text("code_form.code")?,
+                button => text("code_form.button")?,
+                email => typed_address,
+            }),
         };
         let continue_label = continue_to.map(|_| text("continue")).transpose()?;
         let title = text(&format!("{key}.title"))?;
@@ -147,6 +158,7 @@ impl PageRenderer {
                 css => Value::from_safe_string(CSS.to_owned()),
                 brand_css => Value::from_safe_string(brand_style(brand)),
                 form,
+                code_form,
                 continue_to,
                 continue_label,
                 address,
@@ -236,7 +248,15 @@ mod tests {
         continue_to: Option<&str>,
         address: Option<&MaskedAddress>,
     ) -> Result<String, String> {
-        PageRenderer::default().render(PageView { page, locale, brand, form, continue_to, address })
+        PageRenderer::default().render(PageView {
+            page,
+            locale,
+            brand,
+            form,
+            continue_to,
+            address,
+            typed_address: None,
+        })
     }
 
     #[test]
@@ -265,7 +285,9 @@ mod tests {
                 let form = PageForm { action: "confirm", token: "t.o.k", redirect_to: None };
                 let html = render(&brand, *page, locale, Some(form), None, None).unwrap();
                 assert!(html.contains(&format!("<html lang=\"{locale}\">")), "{locale} {page:?}");
-                assert_eq!(html.contains("<button type=\"submit\">"), page.button().is_some(), "{locale} {page:?}");
+                let buttons = page.button().is_some() || page.asks_for_code();
+                assert_eq!(html.contains("<button type=\"submit\">"), buttons, "{locale} {page:?}");
+                assert_eq!(html.contains(r#"autocomplete="one-time-code""#), page.asks_for_code(), "{locale} {page:?}");
                 let title = html.split("<h1 id=\"page-title\">").nth(1).unwrap().split("</h1>").next().unwrap();
                 titles.insert(title.to_owned());
             }
