@@ -15,7 +15,7 @@ use crate::domain::{EmailAddress, Locale, LocaleNegotiation};
 use crate::ports::Mailer;
 
 /// The languages mails are written in.
-pub const MAIL_LOCALES: &[&str] = &["en", "fr", "de", "es", "it"];
+pub const MAIL_LOCALES: &[&str] = &["en", "fr", "de", "es", "it", "pt", "nl", "pl", "ja", "zh-Hans"];
 
 /// The language of last resort, when `DEFAULT_LOCALE` is unset.
 pub const FALLBACK_LOCALE: &str = "en";
@@ -30,7 +30,7 @@ macro_rules! locale_templates {
     };
 }
 
-const TEMPLATES: &[(&str, &str)] = locale_templates!("en", "fr", "de", "es", "it");
+const TEMPLATES: &[(&str, &str)] = locale_templates!("en", "fr", "de", "es", "it", "pt", "nl", "pl", "ja", "zh-Hans");
 const LAYOUT: &str = include_str!("../templates/mail/layout.html");
 
 /// The mail templates: the shipped ones, each replaceable by a file of the same relative
@@ -122,7 +122,7 @@ impl MailSettings {
                 None => FALLBACK_LOCALE,
                 Some(tag) => {
                     let locale = Locale::parse(&tag).map_err(|err| ConfigError::invalid("DEFAULT_LOCALE", err))?;
-                    MAIL_LOCALES.iter().copied().find(|shipped| *shipped == locale.as_str()).ok_or_else(|| {
+                    MAIL_LOCALES.iter().copied().find(|shipped| shipped.eq_ignore_ascii_case(locale.as_str())).ok_or_else(|| {
                         ConfigError::invalid("DEFAULT_LOCALE", format!("must be one of {MAIL_LOCALES:?}"))
                     })?
                 }
@@ -286,14 +286,30 @@ mod tests {
     fn the_language_falls_back_from_region_to_language_to_the_default() {
         let defaults = settings(&[("SENDER_ADDRESS", "no-reply@example.com")]);
         let fr_ca = Locale::parse("fr-CA").unwrap();
-        let ja = Locale::parse("ja").unwrap();
+        let ko = Locale::parse("ko").unwrap();
         let de = Locale::parse("de").unwrap();
         assert_eq!(defaults.choose_locale(Some(&fr_ca), None), "fr");
-        assert_eq!(defaults.choose_locale(Some(&ja), None), "en");
+        assert_eq!(defaults.choose_locale(Some(&ko), None), "en");
         assert_eq!(defaults.choose_locale(None, Some(&de)), "de");
-        assert_eq!(defaults.choose_locale(Some(&ja), Some(&de)), "de");
+        assert_eq!(defaults.choose_locale(Some(&ko), Some(&de)), "de");
         let french_default = settings(&[("SENDER_ADDRESS", "no-reply@example.com"), ("DEFAULT_LOCALE", "fr")]);
-        assert_eq!(french_default.choose_locale(Some(&ja), None), "fr");
+        assert_eq!(french_default.choose_locale(Some(&ko), None), "fr");
+        let chinese = |tag| Locale::parse(tag).unwrap();
+        assert_eq!(defaults.choose_locale(Some(&chinese("zh-CN")), None), "zh-Hans");
+        assert_eq!(defaults.choose_locale(Some(&chinese("zh-TW")), Some(&de)), "de");
+        assert_eq!(defaults.choose_locale(None, Some(&chinese("pt-BR"))), "pt");
+    }
+
+    #[test]
+    fn simplified_chinese_is_accepted_as_the_default_and_named_in_its_own_case() {
+        let chinese_default = settings(&[("SENDER_ADDRESS", "no-reply@example.com"), ("DEFAULT_LOCALE", "zh-Hans")]);
+        assert_eq!(chinese_default.default_locale, "zh-Hans");
+        let ko = Locale::parse("ko").unwrap();
+        let locale = chinese_default.choose_locale(Some(&ko), None);
+        assert_eq!(locale, "zh-Hans");
+        let mail = chinese_default.templates.render_confirmation(locale, "Acme", LINK, DAY).unwrap();
+        assert_eq!(mail.locale, "zh-Hans");
+        assert!(mail.html.contains("<html lang=\"zh-Hans\">"));
     }
 
     #[test]
@@ -305,7 +321,12 @@ mod tests {
                 "de" => format!("Der Link ist {words} gültig."),
                 "fr" => format!("Ce lien est valable {words}."),
                 "es" => format!("El enlace es válido durante {words}."),
-                _ => format!("Il link è valido per {words}."),
+                "it" => format!("Il link è valido per {words}."),
+                "pt" => format!("O link é válido por {words}."),
+                "nl" => format!("De link is {words} geldig."),
+                "pl" => format!("Link jest ważny przez {words}."),
+                "ja" => format!("このリンクは{words}有効です。"),
+                _ => format!("该链接在 {words}内有效。"),
             }
         }
         for locale in MAIL_LOCALES {
@@ -327,6 +348,23 @@ mod tests {
         let german =
             MailTemplates::default().render_confirmation("de", "Acme", LINK, Duration::from_secs(3_600)).unwrap();
         assert!(german.text.contains("Der Link ist 1 Stunde gültig."));
+    }
+
+    #[test]
+    fn each_new_language_says_the_lifetime_in_its_own_plural() {
+        let text = |locale, seconds| {
+            MailTemplates::default().render_confirmation(locale, "Acme", LINK, Duration::from_secs(seconds)).unwrap().text
+        };
+        assert!(text("pl", 5 * 60).contains("Link jest ważny przez 5 minut."));
+        assert!(text("pl", 2 * 60).contains("Link jest ważny przez 2 minuty."));
+        assert!(text("pl", 60).contains("Link jest ważny przez 1 minutę."));
+        assert!(text("pl", 22 * 3_600).contains("Link jest ważny przez 22 godziny."));
+        assert!(text("pt", 2 * 86_400).contains("O link é válido por 2 dias."));
+        assert!(text("pt", 3_600).contains("O link é válido por 1 hora."));
+        assert!(text("nl", 3_600).contains("De link is 1 uur geldig."));
+        assert!(text("nl", 2 * 86_400).contains("De link is 2 dagen geldig."));
+        assert!(text("ja", 30 * 60).contains("このリンクは30分間有効です。"));
+        assert!(text("zh-Hans", 24 * 3_600).contains("该链接在 24 小时内有效。"));
     }
 
     #[test]
@@ -394,7 +432,7 @@ mod tests {
 
     #[test]
     fn an_unshipped_default_locale_is_refused_at_start_up() {
-        let env: HashMap<String, String> = [("SENDER_ADDRESS", "a@example.com"), ("DEFAULT_LOCALE", "ja")]
+        let env: HashMap<String, String> = [("SENDER_ADDRESS", "a@example.com"), ("DEFAULT_LOCALE", "ko")]
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
