@@ -117,16 +117,17 @@ pub struct MailSettings {
 impl MailSettings {
     pub fn from_config(source: &dyn Source) -> Result<Self, ConfigError> {
         let enabled = config::email_enabled(source)?;
-        let default_locale =
-            match config::optional(source, "DEFAULT_LOCALE") {
-                None => FALLBACK_LOCALE,
-                Some(tag) => {
-                    let locale = Locale::parse(&tag).map_err(|err| ConfigError::invalid("DEFAULT_LOCALE", err))?;
-                    MAIL_LOCALES.iter().copied().find(|shipped| shipped.eq_ignore_ascii_case(locale.as_str())).ok_or_else(|| {
-                        ConfigError::invalid("DEFAULT_LOCALE", format!("must be one of {MAIL_LOCALES:?}"))
-                    })?
-                }
-            };
+        let default_locale = match config::optional(source, "DEFAULT_LOCALE") {
+            None => FALLBACK_LOCALE,
+            Some(tag) => {
+                let locale = Locale::parse(&tag).map_err(|err| ConfigError::invalid("DEFAULT_LOCALE", err))?;
+                MAIL_LOCALES
+                    .iter()
+                    .copied()
+                    .find(|shipped| shipped.eq_ignore_ascii_case(locale.as_str()))
+                    .ok_or_else(|| ConfigError::invalid("DEFAULT_LOCALE", format!("must be one of {MAIL_LOCALES:?}")))?
+            }
+        };
         Ok(Self {
             enabled,
             app_name: config::optional(source, "APP_NAME").unwrap_or_else(|| "mailconfirm".to_owned()),
@@ -353,7 +354,10 @@ mod tests {
     #[test]
     fn each_new_language_says_the_lifetime_in_its_own_plural() {
         let text = |locale, seconds| {
-            MailTemplates::default().render_confirmation(locale, "Acme", LINK, Duration::from_secs(seconds)).unwrap().text
+            MailTemplates::default()
+                .render_confirmation(locale, "Acme", LINK, Duration::from_secs(seconds))
+                .unwrap()
+                .text
         };
         assert!(text("pl", 5 * 60).contains("Link jest ważny przez 5 minut."));
         assert!(text("pl", 2 * 60).contains("Link jest ważny przez 2 minuty."));
