@@ -23,6 +23,11 @@ const TABLES: &[(&str, &str)] = &[
     ("de", include_str!("../templates/durations/de.json")),
     ("es", include_str!("../templates/durations/es.json")),
     ("it", include_str!("../templates/durations/it.json")),
+    ("pt", include_str!("../templates/durations/pt.json")),
+    ("nl", include_str!("../templates/durations/nl.json")),
+    ("pl", include_str!("../templates/durations/pl.json")),
+    ("ja", include_str!("../templates/durations/ja.json")),
+    ("zh-Hans", include_str!("../templates/durations/zh-Hans.json")),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -280,6 +285,51 @@ mod tests {
     }
 
     #[test]
+    fn polish_has_one_few_and_many() {
+        let wait = |seconds| retry_in("pl", seconds).unwrap();
+        assert_eq!(valid_for("pl", Duration::from_secs(MINUTE)).unwrap(), "1 minutę");
+        assert_eq!(valid_for("pl", Duration::from_secs(2 * MINUTE)).unwrap(), "2 minuty");
+        assert_eq!(valid_for("pl", Duration::from_secs(5 * MINUTE)).unwrap(), "5 minut");
+        assert_eq!(valid_for("pl", Duration::from_secs(12 * MINUTE)).unwrap(), "12 minut");
+        assert_eq!(valid_for("pl", Duration::from_secs(22 * MINUTE)).unwrap(), "22 minuty");
+        assert_eq!(valid_for("pl", Duration::from_secs(HOUR)).unwrap(), "1 godzinę");
+        assert_eq!(valid_for("pl", Duration::from_secs(24 * HOUR)).unwrap(), "24 godziny");
+        assert_eq!(valid_for("pl", Duration::from_secs(25 * HOUR)).unwrap(), "25 godzin");
+        assert_eq!(valid_for("pl", Duration::from_secs(2 * DAY)).unwrap(), "2 dni");
+        assert_eq!(wait(1), "za 1 sekundę");
+        assert_eq!(wait(3), "za 3 sekundy");
+        assert_eq!(wait(45), "za 45 sekund");
+        assert_eq!(wait(5 * MINUTE), "za 5 minut");
+        assert_eq!(wait(DAY * 2 - 1), "za 2 dni");
+    }
+
+    #[test]
+    fn portuguese_and_dutch_have_their_singular_and_plural() {
+        assert_eq!(valid_for("pt", Duration::from_secs(2 * DAY)).unwrap(), "2 dias");
+        assert_eq!(valid_for("pt", Duration::from_secs(HOUR)).unwrap(), "1 hora");
+        assert_eq!(retry_in("pt", 5 * MINUTE).unwrap(), "em 5 minutos");
+        assert_eq!(retry_in("pt", 1).unwrap(), "em 1 segundo");
+        let million = Span { count: 1_000_000, unit: Unit::Day };
+        assert_eq!(say("pt", Phrase::ValidFor, million).unwrap(), "1000000 de dias");
+        assert_eq!(valid_for("nl", Duration::from_secs(HOUR)).unwrap(), "1 uur");
+        assert_eq!(valid_for("nl", Duration::from_secs(24 * HOUR)).unwrap(), "24 uur");
+        assert_eq!(valid_for("nl", Duration::from_secs(30 * MINUTE)).unwrap(), "30 minuten");
+        assert_eq!(retry_in("nl", MINUTE).unwrap(), "over 1 minuut");
+        assert_eq!(retry_in("nl", 2 * DAY).unwrap(), "over 2 dagen");
+    }
+
+    #[test]
+    fn japanese_and_chinese_have_one_form_for_every_count() {
+        assert_eq!(valid_for("ja", Duration::from_secs(30 * MINUTE)).unwrap(), "30分間");
+        assert_eq!(valid_for("ja", Duration::from_secs(HOUR)).unwrap(), "1時間");
+        assert_eq!(valid_for("ja", Duration::from_secs(2 * DAY)).unwrap(), "2日間");
+        assert_eq!(retry_in("ja", 45).unwrap(), "45秒後");
+        assert_eq!(valid_for("zh-Hans", Duration::from_secs(30 * MINUTE)).unwrap(), "30 分钟");
+        assert_eq!(valid_for("zh-Hans", Duration::from_secs(2 * DAY)).unwrap(), "2 天");
+        assert_eq!(retry_in("zh-Hans", 5 * MINUTE).unwrap(), "5 分钟后");
+    }
+
+    #[test]
     fn every_locale_has_every_plural_form_its_cldr_rules_need_and_nothing_else() {
         for locale in crate::mail::MAIL_LOCALES {
             let phrases = &languages().unwrap()[locale];
@@ -301,6 +351,12 @@ mod tests {
         }
         let french: Vec<_> = plural_rules("fr").unwrap().categories().map(category_key).collect();
         assert_eq!(french, ["one", "many", "other"], "the rules come from CLDR, not from us");
+        let categories = |locale| plural_rules(locale).unwrap().categories().map(category_key).collect::<Vec<_>>();
+        assert_eq!(categories("pl"), ["one", "few", "many", "other"]);
+        assert_eq!(categories("pt"), ["one", "many", "other"]);
+        assert_eq!(categories("nl"), ["one", "other"]);
+        assert_eq!(categories("ja"), ["other"]);
+        assert_eq!(categories("zh-Hans"), ["other"]);
     }
 
     #[test]
@@ -312,6 +368,6 @@ mod tests {
                 assert!(retry_in(locale, seconds).is_ok(), "{locale} {seconds}");
             }
         }
-        assert!(valid_for("ja", Duration::from_secs(60)).is_err(), "an unshipped language is an error, not a panic");
+        assert!(valid_for("ko", Duration::from_secs(60)).is_err(), "an unshipped language is an error, not a panic");
     }
 }

@@ -16,7 +16,7 @@ use crate::domain::{ClientId, EmailAddress, Locale, LocaleNegotiation};
 use crate::ports::Mailer;
 
 /// The languages mails are written in.
-pub const MAIL_LOCALES: &[&str] = &["en", "fr", "de", "es", "it"];
+pub const MAIL_LOCALES: &[&str] = &["en", "fr", "de", "es", "it", "pt", "nl", "pl", "ja", "zh-Hans"];
 
 /// The language of last resort, when `DEFAULT_LOCALE` is unset.
 pub const FALLBACK_LOCALE: &str = "en";
@@ -31,7 +31,7 @@ macro_rules! locale_templates {
     };
 }
 
-const TEMPLATES: &[(&str, &str)] = locale_templates!("en", "fr", "de", "es", "it");
+const TEMPLATES: &[(&str, &str)] = locale_templates!("en", "fr", "de", "es", "it", "pt", "nl", "pl", "ja", "zh-Hans");
 const LAYOUT: &str = include_str!("../templates/mail/layout.html");
 
 /// The mail templates: the shipped ones, each replaceable by a file of the same relative
@@ -362,7 +362,9 @@ mod tests {
                 .render_confirmation_with_code(locale, &Brand::named("Acme"), LINK, DAY, Some("042917"))
                 .unwrap();
             let line = with.text.lines().find(|line| line.contains("042917")).unwrap_or_default();
-            assert!(line.contains("Acme") && line.ends_with(": 042917"), "{locale}: {}", with.text);
+            // ": 042917", or the full-width "：042917" of Japanese and Chinese.
+            let introduced = line.ends_with(": 042917") || line.ends_with("：042917");
+            assert!(line.contains("Acme") && introduced, "{locale}: {}", with.text);
             assert!(with.text.contains(&format!("{LINK}\n\n{line}\n\n")), "{locale}: a paragraph of its own");
             assert!(with.html.contains(">042917</"), "{locale}: the code in its box");
             assert!(with.html.contains("monospace"), "{locale}");
@@ -380,14 +382,30 @@ mod tests {
     fn the_language_falls_back_from_region_to_language_to_the_default() {
         let defaults = settings(&[("SENDER_ADDRESS", "no-reply@example.com")]);
         let fr_ca = Locale::parse("fr-CA").unwrap();
-        let ja = Locale::parse("ja").unwrap();
+        let ko = Locale::parse("ko").unwrap();
         let de = Locale::parse("de").unwrap();
         assert_eq!(defaults.choose_locale(Some(&fr_ca), None, None), "fr");
-        assert_eq!(defaults.choose_locale(Some(&ja), None, None), "en");
+        assert_eq!(defaults.choose_locale(Some(&ko), None, None), "en");
         assert_eq!(defaults.choose_locale(None, Some(&de), None), "de");
-        assert_eq!(defaults.choose_locale(Some(&ja), Some(&de), None), "de");
+        assert_eq!(defaults.choose_locale(Some(&ko), Some(&de), None), "de");
         let french_default = settings(&[("SENDER_ADDRESS", "no-reply@example.com"), ("DEFAULT_LOCALE", "fr")]);
-        assert_eq!(french_default.choose_locale(Some(&ja), None, None), "fr");
+        assert_eq!(french_default.choose_locale(Some(&ko), None, None), "fr");
+        let chinese = |tag| Locale::parse(tag).unwrap();
+        assert_eq!(defaults.choose_locale(Some(&chinese("zh-CN")), None, None), "zh-Hans");
+        assert_eq!(defaults.choose_locale(Some(&chinese("zh-TW")), Some(&de), None), "de");
+        assert_eq!(defaults.choose_locale(None, Some(&chinese("pt-BR")), None), "pt");
+    }
+
+    #[test]
+    fn simplified_chinese_is_accepted_as_the_default_and_named_in_its_own_case() {
+        let chinese_default = settings(&[("SENDER_ADDRESS", "no-reply@example.com"), ("DEFAULT_LOCALE", "zh-Hans")]);
+        assert_eq!(chinese_default.clients.global().default_locale, "zh-Hans");
+        let ko = Locale::parse("ko").unwrap();
+        let locale = chinese_default.choose_locale(Some(&ko), None, None);
+        assert_eq!(locale, "zh-Hans");
+        let mail = chinese_default.templates.render_confirmation(locale, &Brand::named("Acme"), LINK, DAY).unwrap();
+        assert_eq!(mail.locale, "zh-Hans");
+        assert!(mail.html.contains("<html lang=\"zh-Hans\">"));
     }
 
     #[test]
@@ -399,7 +417,12 @@ mod tests {
                 "de" => format!("Der Link ist {words} gültig."),
                 "fr" => format!("Ce lien est valable {words}."),
                 "es" => format!("El enlace es válido durante {words}."),
-                _ => format!("Il link è valido per {words}."),
+                "it" => format!("Il link è valido per {words}."),
+                "pt" => format!("O link é válido por {words}."),
+                "nl" => format!("De link is {words} geldig."),
+                "pl" => format!("Link jest ważny przez {words}."),
+                "ja" => format!("このリンクは{words}有効です。"),
+                _ => format!("该链接在 {words}内有效。"),
             }
         }
         for locale in MAIL_LOCALES {
@@ -427,6 +450,26 @@ mod tests {
             .render_confirmation("de", &Brand::named("Acme"), LINK, Duration::from_secs(3_600))
             .unwrap();
         assert!(german.text.contains("Der Link ist 1 Stunde gültig."));
+    }
+
+    #[test]
+    fn each_new_language_says_the_lifetime_in_its_own_plural() {
+        let text = |locale, seconds| {
+            MailTemplates::default()
+                .render_confirmation(locale, &Brand::named("Acme"), LINK, Duration::from_secs(seconds))
+                .unwrap()
+                .text
+        };
+        assert!(text("pl", 5 * 60).contains("Link jest ważny przez 5 minut."));
+        assert!(text("pl", 2 * 60).contains("Link jest ważny przez 2 minuty."));
+        assert!(text("pl", 60).contains("Link jest ważny przez 1 minutę."));
+        assert!(text("pl", 22 * 3_600).contains("Link jest ważny przez 22 godziny."));
+        assert!(text("pt", 2 * 86_400).contains("O link é válido por 2 dias."));
+        assert!(text("pt", 3_600).contains("O link é válido por 1 hora."));
+        assert!(text("nl", 3_600).contains("De link is 1 uur geldig."));
+        assert!(text("nl", 2 * 86_400).contains("De link is 2 dagen geldig."));
+        assert!(text("ja", 30 * 60).contains("このリンクは30分間有効です。"));
+        assert!(text("zh-Hans", 24 * 3_600).contains("该链接在 24 小时内有效。"));
     }
 
     #[test]
@@ -496,7 +539,7 @@ mod tests {
 
     #[test]
     fn an_unshipped_default_locale_is_refused_at_start_up() {
-        let env: HashMap<String, String> = [("SENDER_ADDRESS", "a@example.com"), ("DEFAULT_LOCALE", "ja")]
+        let env: HashMap<String, String> = [("SENDER_ADDRESS", "a@example.com"), ("DEFAULT_LOCALE", "ko")]
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();

@@ -310,11 +310,23 @@ async fn the_page_speaks_the_links_language_else_the_browsers_else_the_default()
     assert_eq!(italian.headers()["content-language"], "it");
     assert!(page_of(italian).await.2.contains("<button type=\"submit\">Conferma</button>"));
 
-    let languages = [("es-MX,es;q=0.9,en;q=0.5", "es"), ("fr-CA", "fr"), ("de-AT", "de"), ("ja", "en"), ("", "en")];
+    let languages = [
+        ("es-MX,es;q=0.9,en;q=0.5", "es"),
+        ("fr-CA", "fr"),
+        ("de-AT", "de"),
+        ("ja", "ja"),
+        ("pt-BR", "pt"),
+        ("zh-CN,zh;q=0.9", "zh-Hans"),
+        ("zh-TW,ko;q=0.5", "en"),
+        ("ko", "en"),
+        ("", "en"),
+    ];
     for (accept_language, expected) in languages {
         let response =
             stack.http.get(stack.url(&format!("{PAGE}?token=bad"))).header("accept-language", accept_language);
-        let (_, _, html) = page_of(response.send().await.unwrap()).await;
+        let response = response.send().await.unwrap();
+        assert_eq!(response.headers()["content-language"], expected, "{accept_language:?}");
+        let (_, _, html) = page_of(response).await;
         assert!(html.contains(&format!("<html lang=\"{expected}\">")), "{accept_language:?} → {expected}");
     }
 }

@@ -23,6 +23,11 @@ const STRINGS: &[(&str, &str)] = &[
     ("de", include_str!("../../templates/page/de.json")),
     ("es", include_str!("../../templates/page/es.json")),
     ("it", include_str!("../../templates/page/it.json")),
+    ("pt", include_str!("../../templates/page/pt.json")),
+    ("nl", include_str!("../../templates/page/nl.json")),
+    ("pl", include_str!("../../templates/page/pl.json")),
+    ("ja", include_str!("../../templates/page/ja.json")),
+    ("zh-Hans", include_str!("../../templates/page/zh-Hans.json")),
 ];
 const TEMPLATE: &str = include_str!("../../templates/page/page.html");
 const CSS: &str = include_str!("../../templates/page/page.css");
@@ -346,6 +351,13 @@ mod tests {
         assert!(page(120, "fr").contains("demander un nouveau lien dans 2 minutes."));
         assert!(page(1, "es").contains("dentro de 1 segundo."));
         assert!(page(2 * 86_400, "it").contains("tra 2 giorni."));
+        assert!(page(300, "pt").contains("Você poderá solicitar um novo link em 5 minutos."));
+        assert!(page(3_600, "nl").contains("Je kunt over 1 uur weer een nieuwe link aanvragen."));
+        assert!(page(120, "pl").contains("O nowy link możesz poprosić ponownie za 2 minuty."));
+        assert!(page(300, "pl").contains("ponownie za 5 minut."));
+        assert!(page(1, "pl").contains("ponownie za 1 sekundę."));
+        assert!(page(300, "ja").contains("新しいリンクは5分後に再度リクエストできます。"));
+        assert!(page(45, "zh-Hans").contains("您可以在 45 秒后重新申请新链接。"));
         for locale in PAGE_LOCALES {
             assert!(!page(59, locale).contains("{retry_in}"), "{locale}");
         }
@@ -366,11 +378,17 @@ mod tests {
     #[test]
     fn the_language_comes_from_the_link_or_user_then_the_browser_then_the_default() {
         let fr_ca = Locale::parse("fr-CA").unwrap();
-        let ja = Locale::parse("ja").unwrap();
+        let ko = Locale::parse("ko").unwrap();
         assert_eq!(choose_locale_en(&[&fr_ca], Some("de-DE,de;q=0.9")), "fr");
-        assert_eq!(choose_locale_en(&[&ja], Some("de-AT,en;q=0.5")), "de");
+        assert_eq!(choose_locale_en(&[&ko], Some("de-AT,en;q=0.5")), "de");
         assert_eq!(choose_locale_en(&[], Some("es-MX, en;q=0.8")), "es");
-        assert_eq!(choose_locale_en(&[], Some("ja, zh;q=0.8")), "en");
+        assert_eq!(choose_locale_en(&[], Some("ja, zh;q=0.8")), "ja");
+        assert_eq!(choose_locale_en(&[], Some("ko, zh;q=0.8")), "zh-Hans");
+        assert_eq!(choose_locale_en(&[], Some("zh-TW, zh;q=0.8")), "zh-Hans", "the reader accepts plain zh");
+        assert_eq!(choose_locale_en(&[], Some("zh-HK, ja;q=0.5")), "ja");
+        assert_eq!(choose_locale_en(&[], Some("zh-Hant-TW, en;q=0.5")), "en");
+        assert_eq!(choose_locale_en(&[], Some("pt-PT, pt;q=0.9")), "pt");
+        assert_eq!(choose_locale_en(&[], Some("nl-BE")), "nl");
         assert_eq!(choose_locale_en(&[], None), "en");
         assert_eq!(choose_locale(&[], Some("garbage;;,"), "it"), "it");
     }

@@ -37,11 +37,44 @@ impl Locale {
         &self.0
     }
 
-    /// This tag and each shorter prefix of it: `zh-Hant-TW`, `zh-hant`, `zh`.
-    pub fn fallbacks(&self) -> impl Iterator<Item = &str> {
-        let tag = self.0.as_str();
-        std::iter::successors(Some(tag), |current| current.rsplit_once('-').map(|(prefix, _)| prefix))
+    /// This tag and each shorter prefix of it: `zh-Hant-TW`, `zh-hant`, `zh`. A Chinese tag
+    /// that names no script is also tried, right after itself, with the script its region
+    /// writes (`zh-CN` → `zh-hans-CN`, `zh-hans`, `zh`; `zh` → `zh`, `zh-hans`): browsers send
+    /// `zh-CN` or `zh` where we ship `zh-Hans`, and a `zh-TW` reader must never be given
+    /// Simplified characters.
+    pub fn fallbacks(&self) -> Vec<String> {
+        let mut tags: Vec<String> = prefixes(&self.0).map(str::to_owned).collect();
+        if let Some(scripted) = self.with_likely_script() {
+            let added: Vec<String> =
+                prefixes(&scripted).filter(|tag| !tags.iter().any(|t| t == tag)).map(str::to_owned).collect();
+            tags.splice(1..1, added);
+        }
+        tags
     }
+
+    /// A Chinese tag with the script its region writes inserted (`zh-TW` → `zh-hant-TW`), as
+    /// CLDR's likely subtags have it: Traditional in Taiwan, Hong Kong and Macau, Simplified
+    /// elsewhere. `None` for other languages, for a tag that names its script, and for one
+    /// whose next subtag is not a region (`zh-yue`: Cantonese is not Mandarin in Simplified).
+    fn with_likely_script(&self) -> Option<String> {
+        let (language, rest) = self.0.split_once('-').unwrap_or((&self.0, ""));
+        if language != "zh" {
+            return None;
+        }
+        let first = rest.split('-').next().unwrap_or_default();
+        let is_region = (first.len() == 2 && first.chars().all(|c| c.is_ascii_alphabetic()))
+            || (first.len() == 3 && first.chars().all(|c| c.is_ascii_digit()));
+        if !rest.is_empty() && !is_region {
+            return None;
+        }
+        let script = if matches!(first, "TW" | "HK" | "MO") { "hant" } else { "hans" };
+        Some(if rest.is_empty() { format!("zh-{script}") } else { format!("zh-{script}-{rest}") })
+    }
+}
+
+/// `tag` and each shorter prefix of it, down to the language.
+fn prefixes(tag: &str) -> impl Iterator<Item = &str> {
+    std::iter::successors(Some(tag), |current| current.rsplit_once('-').map(|(prefix, _)| prefix))
 }
 
 impl Locale {
@@ -85,13 +118,13 @@ pub struct LocaleNegotiation<'a> {
 }
 
 impl LocaleNegotiation<'_> {
-    /// The first preference that is shipped, trying each preference's shorter prefixes
-    /// (`fr-CA` → `fr`) before the next preference; the default when none is.
+    /// The first preference that is shipped, trying each preference's fallbacks (`fr-CA` →
+    /// `fr`, `zh-CN` → `zh-Hans`) before the next preference; the default when none is.
     pub fn choose<'l>(&self, preferences: impl IntoIterator<Item = &'l Locale>) -> &'static str {
         preferences
             .into_iter()
             .flat_map(Locale::fallbacks)
-            .find_map(|tag| self.available.iter().copied().find(|shipped| shipped.eq_ignore_ascii_case(tag)))
+            .find_map(|tag| self.available.iter().copied().find(|shipped| shipped.eq_ignore_ascii_case(&tag)))
             .unwrap_or(self.default)
     }
 }
@@ -150,6 +183,44 @@ mod tests {
     #[test]
     fn fallbacks_walk_from_the_full_tag_to_the_language() {
         let tag = locale("zh-Hant-TW");
-        assert_eq!(tag.fallbacks().collect::<Vec<_>>(), ["zh-hant-TW", "zh-hant", "zh"]);
+        assert_eq!(tag.fallbacks(), ["zh-hant-TW", "zh-hant", "zh"]);
+    }
+
+    #[test]
+    fn a_chinese_tag_without_a_script_is_also_tried_with_its_regions_script() {
+        assert_eq!(locale("zh").fallbacks(), ["zh", "zh-hans"]);
+        assert_eq!(locale("zh-CN").fallbacks(), ["zh-CN", "zh-hans-CN", "zh-hans", "zh"]);
+        assert_eq!(locale("zh-TW").fallbacks(), ["zh-TW", "zh-hant-TW", "zh-hant", "zh"]);
+        assert_eq!(locale("zh-yue").fallbacks(), ["zh-yue", "zh"]);
+        assert_eq!(locale("pt-BR").fallbacks(), ["pt-BR", "pt"]);
+    }
+
+    const TEN: LocaleNegotiation<'static> = LocaleNegotiation {
+        available: &["en", "fr", "de", "es", "it", "pt", "nl", "pl", "ja", "zh-Hans"],
+        default: "en",
+    };
+
+    #[test]
+    fn mainland_and_singapore_chinese_get_simplified_chinese() {
+        for tag in ["zh-CN", "zh-SG", "zh-Hans", "zh-Hans-CN", "zh", "zh_cn", "zh-MY"] {
+            assert_eq!(TEN.choose([&locale(tag)]), "zh-Hans", "{tag}");
+        }
+    }
+
+    #[test]
+    fn traditional_chinese_never_gets_simplified_chinese() {
+        for tag in ["zh-TW", "zh-HK", "zh-MO", "zh-Hant", "zh-Hant-TW", "zh-Hant-HK", "zh-yue-HK"] {
+            assert_eq!(TEN.choose([&locale(tag)]), "en", "{tag}: the default");
+            assert_eq!(TEN.choose([&locale(tag), &locale("ja")]), "ja", "{tag}: the next preference");
+        }
+    }
+
+    #[test]
+    fn portuguese_and_dutch_regions_fall_back_to_their_language() {
+        assert_eq!(TEN.choose([&locale("pt-BR")]), "pt");
+        assert_eq!(TEN.choose([&locale("pt-PT")]), "pt");
+        assert_eq!(TEN.choose([&locale("nl-BE")]), "nl");
+        assert_eq!(TEN.choose([&locale("pl-PL")]), "pl");
+        assert_eq!(TEN.choose([&locale("ja-JP")]), "ja");
     }
 }
