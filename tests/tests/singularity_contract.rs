@@ -361,7 +361,7 @@ async fn an_expired_link_is_reported_expired() {
     let stack = TestStack::start().await;
     let (user_id, email) = stack.signed_up_user(None).await;
     let two_hours_ago = UnixTime(UnixTime::now().0 - 7200);
-    let link = local_link_issuer(&stack, 3600).issue(&pending_user(&user_id, &email), "en", two_hours_ago).unwrap();
+    let link = local_link_issuer(&stack, 3600).issue(&pending_user(&user_id, &email), "en", None, two_hours_ago).unwrap();
 
     let response = verify(&stack, &format!("?token={}", token_of(&link.url).unwrap())).await;
 
@@ -374,7 +374,7 @@ async fn a_link_sent_to_another_address_cannot_confirm_the_user() {
     let stack = TestStack::start().await;
     let (user_id, _) = stack.signed_up_user(None).await;
     let link = local_link_issuer(&stack, 3600)
-        .issue(&pending_user(&user_id, "old-address@example.com"), "en", UnixTime::now())
+        .issue(&pending_user(&user_id, "old-address@example.com"), "en", None, UnixTime::now())
         .unwrap();
 
     let response = verify(&stack, &format!("?token={}", token_of(&link.url).unwrap())).await;
@@ -387,7 +387,7 @@ async fn a_link_sent_to_another_address_cannot_confirm_the_user() {
 async fn a_valid_link_for_a_user_that_does_not_exist_is_user_not_found() {
     let stack = TestStack::start().await;
     let link = local_link_issuer(&stack, 3600)
-        .issue(&pending_user("ghost", "ghost@example.com"), "en", UnixTime::now())
+        .issue(&pending_user("ghost", "ghost@example.com"), "en", None, UnixTime::now())
         .unwrap();
     let response = verify(&stack, &format!("?token={}", token_of(&link.url).unwrap())).await;
     assert_error(response, 404, "USER_NOT_FOUND", VERIFY).await;

@@ -78,7 +78,7 @@ impl Delivery {
     ) -> Result<&'static str, DeliveryError> {
         let user = &claim.user;
         let locale = self.settings.choose_locale(requested_locale, user.locale.as_ref());
-        let link = self.links.issue(user, locale, now)?;
+        let link = self.links.issue(user, locale, None, now)?;
         let mail = self.settings.templates.render_confirmation(
             locale,
             &self.settings.app_name,
