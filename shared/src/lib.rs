@@ -18,6 +18,7 @@ pub mod mail_feedback;
 pub mod metrics;
 pub mod pacing;
 pub mod ports;
+pub mod result_token;
 pub mod signup_events;
 pub mod store;
 pub mod telemetry;

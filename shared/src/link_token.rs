@@ -498,7 +498,8 @@ mod tests {
     fn a_typical_link_is_at_most_165_characters() {
         let issuer = issuer(KEY_A, "", "");
         let id = "0b6f7c1e-3d5a-4c8e-9f2a-7e1d4b6c8a90";
-        let user = User::pending(UserId::parse(id).unwrap(), EmailAddress::parse("a@example.org").unwrap(), UnixTime(0));
+        let user =
+            User::pending(UserId::parse(id).unwrap(), EmailAddress::parse("a@example.org").unwrap(), UnixTime(0));
         let link = issuer.issue(&user, "en", None, UnixTime::now()).unwrap();
         let legacy = legacy_jwt(&issuer, id, &user.email.tag(), "en", UnixTime::now());
         let legacy_url = format!("https://auth.example.com{CONFIRM_PAGE_PATH}?token={legacy}");

@@ -361,7 +361,8 @@ async fn an_expired_link_is_reported_expired() {
     let stack = TestStack::start().await;
     let (user_id, email) = stack.signed_up_user(None).await;
     let two_hours_ago = UnixTime(UnixTime::now().0 - 7200);
-    let link = local_link_issuer(&stack, 3600).issue(&pending_user(&user_id, &email), "en", None, two_hours_ago).unwrap();
+    let link =
+        local_link_issuer(&stack, 3600).issue(&pending_user(&user_id, &email), "en", None, two_hours_ago).unwrap();
 
     let response = verify(&stack, &format!("?token={}", token_of(&link.url).unwrap())).await;
 

@@ -53,7 +53,8 @@ impl CreateLink {
             return Err(CreateLinkError::AlreadyConfirmed);
         }
         let locale = self.settings.choose_locale(None, user.locale.as_ref());
-        let link = self.links.issue(&user, locale, None, now).map_err(|err| Failure::Delivery(DeliveryError::from(err)))?;
+        let link =
+            self.links.issue(&user, locale, None, now).map_err(|err| Failure::Delivery(DeliveryError::from(err)))?;
         Ok(link.url)
     }
 }
