@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod pacing;
 pub mod ports;
 pub mod redirect;
+pub mod result_token;
 pub mod signup_events;
 pub mod store;
 pub mod telemetry;

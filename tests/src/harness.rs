@@ -254,7 +254,7 @@ impl TestStack {
             EmailAddress::parse(email).expect("an address"),
             UnixTime(issued_at),
         );
-        let link = issuer.issue(&user, locale, UnixTime(issued_at)).expect("a signed link");
+        let link = issuer.issue(&user, locale, None, UnixTime(issued_at)).expect("a signed link");
         mailconfirm::link_token::token_of(&link.url).expect("a token in the link").to_owned()
     }
 

@@ -187,8 +187,9 @@ async fn a_missing_forged_or_tampered_token_is_an_invalid_link() {
     let stack = TestStack::start().await;
     let (_, email) = stack.signed_up_user(None).await;
     let token = stack.latest_link_token(&email).await;
-    let (head, signature) = token.rsplit_once('.').unwrap();
-    let tampered = format!("{head}.{}", signature.chars().rev().collect::<String>());
+    // The link's MAC ends the token: two other characters there make it another MAC.
+    let (head, _) = token.split_at(token.len() - 2);
+    let tampered = format!("{head}{}", if token.ends_with("AA") { "BB" } else { "AA" });
 
     for response in [
         stack.http.get(stack.url(PAGE)).send().await.unwrap(),

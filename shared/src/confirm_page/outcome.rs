@@ -288,7 +288,16 @@ mod tests {
 
     fn link_to(email: &str, expired: bool) -> AuthenticLink {
         let address = EmailAddress::parse(email).unwrap().tag();
-        AuthenticLink { link: VerifiedLink { user_id: UserId::parse("u-1").unwrap(), address, locale: None }, expired }
+        AuthenticLink {
+            link: VerifiedLink {
+                user_id: UserId::parse("u-1").unwrap(),
+                address,
+                locale: None,
+                client_id: None,
+                redirect_to: None,
+            },
+            expired,
+        }
     }
 
     #[test]

@@ -107,12 +107,24 @@ pub struct AddressTag(String);
 impl AddressTag {
     fn of_normalized(normalized: &str) -> Self {
         let digest: [u8; 32] = Sha256::digest(normalized.as_bytes()).into();
-        Self(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..16]))
+        let mut head = [0u8; 16];
+        head.copy_from_slice(&digest[..16]);
+        Self::from_bytes(head)
     }
 
     /// Wraps a tag read back from storage or from a verified link.
     pub fn from_stored(tag: String) -> Self {
         Self(tag)
+    }
+
+    /// The tag of the 16 digest bytes a compact link carries.
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+        Self(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+    }
+
+    /// The 16 digest bytes behind the tag; `None` for a stored text that is not a tag.
+    pub fn to_bytes(&self) -> Option<[u8; 16]> {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&self.0).ok()?.try_into().ok()
     }
 
     pub fn as_str(&self) -> &str {
@@ -139,6 +151,14 @@ mod tests {
         assert_eq!(a.tag(), b.tag());
         assert_ne!(a.tag(), c.tag());
         assert_eq!(a.tag().as_str().len(), 22);
+    }
+
+    #[test]
+    fn a_tag_is_its_16_bytes_and_back() {
+        let tag = EmailAddress::parse("ada@example.org").unwrap().tag();
+        let bytes = tag.to_bytes().unwrap();
+        assert_eq!(AddressTag::from_bytes(bytes), tag);
+        assert_eq!(AddressTag::from_stored("not a tag".to_owned()).to_bytes(), None);
     }
 
     #[test]

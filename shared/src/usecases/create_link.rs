@@ -53,7 +53,10 @@ impl CreateLink {
             return Err(CreateLinkError::AlreadyConfirmed);
         }
         let locale = self.settings.choose_locale(None, user.locale.as_ref(), user.client_id.as_ref());
-        let link = self.links.issue(&user, locale, now).map_err(|err| Failure::Delivery(DeliveryError::from(err)))?;
-        Ok(link.url)
+        let link =
+            self.links.issue(&user, locale, None, now).map_err(|err| Failure::Delivery(DeliveryError::from(err)))?;
+        // The client's own confirm-page domain, when it has one, as in its mails.
+        let base = self.settings.clients.for_client(user.client_id.as_ref()).link_base.as_deref();
+        Ok(self.links.rebased(&link.url, base))
     }
 }

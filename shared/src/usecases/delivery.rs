@@ -94,7 +94,7 @@ impl Delivery {
         let user = &claim.user;
         let app = self.settings.clients.for_client(user.client_id.as_ref());
         let locale = self.settings.choose_locale(requested_locale, user.locale.as_ref(), user.client_id.as_ref());
-        let link = self.links.issue(user, locale, now)?;
+        let link = self.links.issue(user, locale, None, now)?;
         let url = self.links.rebased(&link.url, app.link_base.as_deref());
         let mut mail = self.settings.templates.render_confirmation_with_code(
             locale,
