@@ -107,6 +107,7 @@ struct CommandFields {
     email: Option<String>,
     locale: Option<String>,
     client_id: Option<String>,
+    redirect_to: Option<String>,
 }
 
 /// Reads a message body: the command itself, or an EventBridge event whose `detail` it is.
@@ -129,6 +130,7 @@ pub fn parse_message(body: &str, detail_types: &DetailTypes) -> Result<Command, 
                 email: fields.email,
                 locale: fields.locale,
                 client_id: fields.client_id,
+                redirect_to: fields.redirect_to,
             };
             Ok(Command::SignUp(SignUp::try_from(event)?))
         }

@@ -994,6 +994,7 @@ mod tests {
             email: EmailAddress::parse("ada@example.org").unwrap(),
             locale: None,
             client_id: None,
+            redirect_to: None,
         }
     }
 

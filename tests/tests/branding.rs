@@ -118,3 +118,61 @@ async fn confirm_answers_303_to_a_result_page_that_offers_to_continue_to_the_app
     let forged = stack.http.get(stack.url(&format!("{PAGE}?token={pending}&done=confirmed"))).send().await.unwrap();
     assert!(forged.text().await.unwrap().contains("data-page=\"ask\""), "a pending user is not shown as confirmed");
 }
+
+/// The claims of a signed result, checked as the app would, with the key it holds.
+fn verified_result(result: &str) -> serde_json::Value {
+    use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode};
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.set_audience(&["mailconfirm:confirmed"]);
+    let key = DecodingKey::from_secret(mailconfirm_local::stack::LOCAL_CONFIRMATION_SIGNING_KEY.as_bytes());
+    decode::<serde_json::Value>(result, &key, &validation).expect("a result signed with the key").claims
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sign_ups_redirect_to_is_sealed_in_the_link_and_the_app_gets_a_signed_result() {
+    let stack = branded_stack().await;
+    let email = stack.unique_email("deep");
+    let event = json!({
+        "user_id": "deep-user", "email": email, "client_id": "ios", "redirect_to": "acme://confirmed/welcome?from=mail"
+    });
+    assert!(stack.sign_up(event).await.batch_item_failures.is_empty());
+    let link = stack.mails_to(&email).await.pop().unwrap()["link"].as_str().unwrap().to_owned();
+    assert!(link.len() <= 250, "sealed target and all, the link stays short: {} characters", link.len());
+    let token = mailconfirm::link_token::token_of(&link).unwrap().to_owned();
+
+    // A redirect_to added to the URL cannot replace the sealed one.
+    let pressed = no_redirects()
+        .post(stack.url(&format!("{PAGE}?redirect_to=acme://confirmed/evil")))
+        .form(&[("token", token.as_str()), ("action", "confirm"), ("redirect_to", "acme://confirmed/evil")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pressed.status(), StatusCode::SEE_OTHER);
+    let location = pressed.headers()["location"].to_str().unwrap().to_owned();
+    let (target, result) = location.split_once("&result=").expect("the target's query, then the result");
+    assert_eq!(target, "acme://confirmed/welcome?from=mail");
+    let claims = verified_result(result);
+    assert_eq!(claims["status"], "confirmed");
+    assert_eq!(claims["sub"], "deep-user");
+    assert_eq!(claims["client_id"], "ios");
+    let lifetime = claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap();
+    assert!((1..=300).contains(&lifetime), "a short-lived result: {lifetime} s");
+    let forged = result.replace('.', ".x");
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.set_audience(&["mailconfirm:confirmed"]);
+    let other_key = jsonwebtoken::DecodingKey::from_secret(b"another-key-the-app-does-not-trust-0123456789");
+    assert!(jsonwebtoken::decode::<serde_json::Value>(result, &other_key, &validation).is_err());
+    assert!(jsonwebtoken::decode::<serde_json::Value>(&forged, &other_key, &validation).is_err());
+
+    // Opened again, the confirmed page's Continue leads to the sealed target, with a result.
+    let html = stack.http.get(stack.url(&format!("{PAGE}?token={token}"))).send().await.unwrap().text().await.unwrap();
+    assert!(html.contains(r#"href="acme:&#x2f;&#x2f;confirmed&#x2f;welcome?from=mail&amp;result="#), "{html}");
+
+    // A target off the client's allow-list is not sealed: the mail goes out without it.
+    let other = stack.unique_email("elsewhere");
+    let event = json!({ "user_id": "elsewhere-user", "email": other, "client_id": "ios", "redirect_to": "https://evil.example/" });
+    assert!(stack.sign_up(event).await.batch_item_failures.is_empty());
+    let token = stack.latest_link_token(&other).await;
+    let location = press_confirm(&stack, &token).await.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with("acme://confirmed?result="), "the client's default target: {location}");
+}

@@ -19,6 +19,16 @@ async fn press(stack: &TestStack, token: &str, action: &str) -> Response {
     stack.http.post(stack.url(PAGE)).form(&[("token", token), ("action", action)]).send().await.unwrap()
 }
 
+/// The claims of a signed result, checked with the key the app holds (here the link key, as
+/// no `CONFIRMED_RESULT_SIGNING_KEY` is set) by an ordinary JWT library.
+fn verified_result(result: &str) -> serde_json::Value {
+    use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode};
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.set_audience(&["mailconfirm:confirmed"]);
+    let key = DecodingKey::from_secret(mailconfirm_local::stack::LOCAL_CONFIRMATION_SIGNING_KEY.as_bytes());
+    decode::<serde_json::Value>(result, &key, &validation).expect("a result signed with the key").claims
+}
+
 /// `a•••@example.com`, as the page shows an address.
 fn masked(email: &str) -> String {
     let (local, domain) = email.split_once('@').unwrap();
@@ -281,7 +291,15 @@ async fn a_confirmed_person_goes_on_to_the_app_and_only_to_allowed_origins() {
             .unwrap();
         assert_eq!(response.status(), StatusCode::SEE_OTHER);
         assert_eq!(response.headers()["referrer-policy"], "no-referrer");
-        locations.push(response.headers()["location"].to_str().unwrap().to_owned());
+        let location = response.headers()["location"].to_str().unwrap().to_owned();
+        // Each redirect carries the signed result the app verifies instead of calling back.
+        let (target, result) = location.split_once("?result=").expect("a signed result");
+        let claims = verified_result(result);
+        assert_eq!(
+            (claims["status"].as_str(), claims["aud"].as_str()),
+            (Some("confirmed"), Some("mailconfirm:confirmed"))
+        );
+        locations.push(target.to_owned());
     }
     assert_eq!(
         locations,

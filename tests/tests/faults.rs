@@ -122,6 +122,7 @@ async fn a_sign_up_whose_invocation_died_mid_send_is_mailed_once_on_redelivery()
         email: EmailAddress::parse(&email).unwrap(),
         locale: None,
         client_id: None,
+        redirect_to: None,
     };
     let now = stack.clock_now();
     let created = store.create_pending_user(&sign_up, now, Some(UnixTime(now.0 + 60)), None).await.unwrap();

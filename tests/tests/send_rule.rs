@@ -38,6 +38,7 @@ async fn arrange(
         email: email.clone(),
         locale: None,
         client_id: client.map(|c| ClientId::parse(c).unwrap()),
+        redirect_to: None,
     };
     let user = match state {
         State::Missing => return (user_id, email, None),

@@ -18,10 +18,11 @@ use lambda_http::{Body, Request, Response};
 use crate::clients::Clients;
 use crate::config::ConfigError;
 use crate::contracts::{form_field, header, query_param, source_ip};
-use crate::domain::{ClientId, EmailAddress, Locale, OneTimeCode, UnixTime, client_subject};
+use crate::domain::{ClientId, EmailAddress, Locale, OneTimeCode, UnixTime, UserId, client_subject};
 use crate::link_token::AuthenticLink;
 use crate::mail::MailSettings;
 use crate::ports::{Clock, UserReader};
+use crate::result_token::{ResultSigner, with_result};
 use crate::usecases::MaybeFailure;
 use crate::usecases::confirm::Confirmer;
 use crate::usecases::confirm_code::{CodeConfirmer, CodeThrottles, ConfirmCodeError};
@@ -41,6 +42,7 @@ pub struct ConfirmPage {
     throttles: ResendThrottles,
     codes: CodeConfirmer,
     code_throttles: CodeThrottles,
+    results: ResultSigner,
     clients: Arc<Clients>,
     pages: PageRenderer,
     clock: Arc<dyn Clock>,
@@ -65,6 +67,8 @@ struct Shown<'a> {
     client: Option<&'a ClientId>,
     /// What the person typed into the code form, to show it again.
     typed_address: Option<&'a str>,
+    /// The user a success page is about, for the signed result handed to the app.
+    confirmed: Option<&'a UserId>,
 }
 
 /// The form for a one-time code, beside the page: `/confirm-email/code`.
@@ -91,6 +95,7 @@ impl ConfirmPage {
             throttles: ResendThrottles::from_config(w.config)?,
             codes: CodeConfirmer::from_config(w)?,
             code_throttles: CodeThrottles::from_config(w.config)?,
+            results: ResultSigner::from_config(w.config)?,
             clients,
             pages: PageRenderer::default(),
             clock: w.clock.clone(),
@@ -136,7 +141,7 @@ impl ConfirmPage {
     /// `GET`/`HEAD`: reads the user to say where the link stands; writes nothing. After a
     /// Confirm `POST` (`done=<page>`), the same reading, with what the press said, tells how it ended.
     async fn open(&self, request: &Request) -> (Response<Body>, Option<ClientId>) {
-        let submission =
+        let mut submission =
             Submission { token: query_param(request, "token"), redirect_to: query_param(request, "redirect_to") };
         let after_confirm = query_param(request, AFTER_CONFIRM);
         let link = self.confirmer.authenticate(submission.token.as_deref().unwrap_or_default(), self.clock.now());
@@ -160,9 +165,16 @@ impl ConfirmPage {
         let user = link.as_ref().and_then(|(_, user)| user.as_ref());
         let link_locale = link.as_ref().and_then(|(link, _)| link.link.locale.clone());
         let stored_locale = user.and_then(|user| user.locale.clone());
-        let client = user.and_then(|user| user.client_id.clone());
+        // The link's own client and target, sealed when it was mailed, win over the request's.
+        let sealed = link.as_ref().map(|(link, _)| (link.link.client_id.clone(), link.link.redirect_to.clone()));
+        let (sealed_client, sealed_target) = sealed.unwrap_or_default();
+        let client = sealed_client.or_else(|| user.and_then(|user| user.client_id.clone()));
+        if sealed_target.is_some() {
+            submission.redirect_to = sealed_target;
+        }
         let locale = self.locale_for(request, [link_locale.as_ref(), stored_locale.as_ref()], client.as_ref());
         let address = user.map(|user| MaskedAddress::of(&user.email));
+        let confirmed = user.filter(|_| page.is_success()).map(|user| &user.id);
         let response = self.show(Shown {
             page,
             locale,
@@ -170,6 +182,7 @@ impl ConfirmPage {
             address,
             client: client.as_ref(),
             typed_address: None,
+            confirmed,
         });
         (response, client)
     }
@@ -180,9 +193,13 @@ impl ConfirmPage {
     async fn submit(&self, request: &Request) -> (Response<Body>, Option<ClientId>) {
         let body = request.body().as_ref();
         let field = |name: &str| form_field(body, name).or_else(|| query_param(request, name));
-        let submission = Submission { token: field("token"), redirect_to: field("redirect_to") };
+        let mut submission = Submission { token: field("token"), redirect_to: field("redirect_to") };
         let now = self.clock.now();
         let link = self.confirmer.authenticate(submission.token.as_deref().unwrap_or_default(), now);
+        let sealed_client = link.as_ref().ok().and_then(|link| link.link.client_id.clone());
+        if let Some(sealed) = link.as_ref().ok().and_then(|link| link.link.redirect_to.clone()) {
+            submission.redirect_to = Some(sealed);
+        }
         match Action::parse(field("action").as_deref()) {
             None => {
                 let locale =
@@ -196,6 +213,7 @@ impl ConfirmPage {
                         address: None,
                         client: None,
                         typed_address: None,
+                        confirmed: None,
                     }),
                     None,
                 )
@@ -206,13 +224,14 @@ impl ConfirmPage {
                 if let Some(failure) = result.as_ref().err().and_then(MaybeFailure::failure) {
                     failure.report();
                 }
-                let client = result.as_ref().ok().and_then(|user| user.client_id.clone());
+                let client = sealed_client.or_else(|| result.as_ref().ok().and_then(|user| user.client_id.clone()));
                 let settings = self.clients.for_client(client.as_ref());
                 let page = Page::after_confirm(&result);
-                if page.is_success()
+                if let Ok(user) = &result
                     && let Some(target) = settings.redirects.target(submission.redirect_to.as_deref())
                 {
-                    return (see_other(target), client);
+                    let result = self.results.sign_confirmed(&user.id, client.as_ref(), now);
+                    return (see_other(&with_result(target, &result)), client);
                 }
                 if page == Page::Invalid {
                     // Not a link of ours (perhaps not even a token): nothing to read again, and
@@ -225,6 +244,7 @@ impl ConfirmPage {
                         address: None,
                         client: None,
                         typed_address: None,
+                        confirmed: None,
                     };
                     return (self.show(shown), None);
                 }
@@ -243,6 +263,7 @@ impl ConfirmPage {
                         address: None,
                         client: None,
                         typed_address: None,
+                        confirmed: None,
                     }),
                     None,
                 )
@@ -259,7 +280,15 @@ impl ConfirmPage {
         };
         let locale = self.locale_for(request, [None, None], None);
         let submission = Submission { token: None, redirect_to: None };
-        self.show(Shown { page, locale, submission: &submission, address: None, client: None, typed_address: None })
+        self.show(Shown {
+            page,
+            locale,
+            submission: &submission,
+            address: None,
+            client: None,
+            typed_address: None,
+            confirmed: None,
+        })
     }
 
     /// `POST /confirm-email/code`: the address and the code of the mail. The same answer for an
@@ -294,13 +323,23 @@ impl ConfirmPage {
         if page.is_success() {
             let client = result.as_ref().ok().and_then(|user| user.client_id.clone());
             let settings = self.clients.for_client(client.as_ref());
-            let target = match settings.redirects.target(None) {
-                Some(target) => target.to_owned(),
-                None => format!("code?{AFTER_CONFIRM}={}", page.key()),
+            let target = match (settings.redirects.target(None), &result) {
+                (Some(target), Ok(user)) => {
+                    with_result(target, &self.results.sign_confirmed(&user.id, client.as_ref(), now))
+                }
+                _ => format!("code?{AFTER_CONFIRM}={}", page.key()),
             };
             return (see_other(&target), client);
         }
-        let shown = Shown { page, locale, submission: &submission, address: None, client: None, typed_address: typed };
+        let shown = Shown {
+            page,
+            locale,
+            submission: &submission,
+            address: None,
+            client: None,
+            typed_address: typed,
+            confirmed: None,
+        };
         (self.show(shown), None)
     }
 
@@ -333,7 +372,7 @@ impl ConfirmPage {
     }
 
     fn show(&self, shown: Shown<'_>) -> Response<Body> {
-        let Shown { page, locale, submission, address, client, typed_address } = shown;
+        let Shown { page, locale, submission, address, client, typed_address, confirmed } = shown;
         let settings = self.clients.for_client(client);
         let form = match (page.button(), submission.token.as_deref()) {
             (Some(action), Some(token)) => {
@@ -341,11 +380,15 @@ impl ConfirmPage {
             }
             _ => None,
         };
-        // Done: on to where the app asked, else to the app itself.
-        let continue_to = if page.is_success() {
-            settings.redirects.target(submission.redirect_to.as_deref()).or(settings.brand.app_url.as_deref())
-        } else {
-            None
+        // Done: on to where the app asked (with the signed result), else to the app itself.
+        let now = self.clock.now();
+        let continue_to = match (page.is_success(), settings.redirects.target(submission.redirect_to.as_deref())) {
+            (false, _) => None,
+            (true, Some(target)) => Some(match confirmed {
+                Some(user_id) => with_result(target, &self.results.sign_confirmed(user_id, client, now)),
+                None => target.to_owned(),
+            }),
+            (true, None) => settings.brand.app_url.clone(),
         };
         tracing::info!(page = page.key(), status = page.status().as_u16(), "confirm page shown");
         let view = PageView {
@@ -353,7 +396,7 @@ impl ConfirmPage {
             locale,
             brand: &settings.brand,
             form,
-            continue_to,
+            continue_to: continue_to.as_deref(),
             address: address.as_ref(),
             typed_address,
         };

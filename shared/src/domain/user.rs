@@ -295,6 +295,9 @@ pub struct SignUpEvent {
     pub email: Option<String>,
     pub locale: Option<String>,
     pub client_id: Option<String>,
+    /// Where the person goes after confirming, sealed into the mail's link when the client's
+    /// allow-list has it.
+    pub redirect_to: Option<String>,
 }
 
 /// A sign-up that passed parsing.
@@ -304,6 +307,7 @@ pub struct SignUp {
     pub email: EmailAddress,
     pub locale: Option<Locale>,
     pub client_id: Option<ClientId>,
+    pub redirect_to: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -320,6 +324,8 @@ pub enum InvalidSignUp {
     Locale,
     #[error("client_id is invalid: {0}")]
     ClientId(#[from] InvalidClientId),
+    #[error("redirect_to is not an absolute URL of at most 2,000 characters")]
+    RedirectTo,
 }
 
 impl TryFrom<SignUpEvent> for SignUp {
@@ -330,7 +336,15 @@ impl TryFrom<SignUpEvent> for SignUp {
         let email = EmailAddress::parse(&event.email.ok_or(InvalidSignUp::MissingEmail)?)?;
         let locale = locale_field(event.locale)?;
         let client_id = event.client_id.map(|id| ClientId::parse(&id)).transpose()?;
-        Ok(SignUp { user_id, email, locale, client_id })
+        let redirect_to = match event.redirect_to.map(|target| target.trim().to_owned()) {
+            None => None,
+            Some(target) if target.is_empty() => None,
+            Some(target) if target.len() <= crate::redirect::MAX_TARGET_LENGTH && url::Url::parse(&target).is_ok() => {
+                Some(target)
+            }
+            Some(_) => return Err(InvalidSignUp::RedirectTo),
+        };
+        Ok(SignUp { user_id, email, locale, client_id, redirect_to })
     }
 }
 

@@ -125,7 +125,7 @@ impl ClientResend {
         };
         let claim =
             throttle::claim_counted(self.counters.as_ref(), self.claims.as_ref(), throttles, now, claim).await?;
-        self.delivery.deliver(&claim, None, now, code.as_ref()).await.map_err(Failure::from)?;
+        self.delivery.deliver(&claim, None, now, code.as_ref(), None).await.map_err(Failure::from)?;
         Ok(())
     }
 

@@ -69,8 +69,9 @@ impl Delivery {
         requested_locale: Option<&Locale>,
         now: UnixTime,
         code: Option<&NewCode>,
+        redirect_to: Option<&str>,
     ) -> Result<&'static str, DeliveryError> {
-        let result = self.compose_and_send(claim, requested_locale, now, code).await;
+        let result = self.compose_and_send(claim, requested_locale, now, code, redirect_to).await;
         if result.is_ok() {
             crate::metrics::count(crate::metrics::Metric::MailsSent);
         } else {
@@ -90,11 +91,17 @@ impl Delivery {
         requested_locale: Option<&Locale>,
         now: UnixTime,
         code: Option<&NewCode>,
+        redirect_to: Option<&str>,
     ) -> Result<&'static str, DeliveryError> {
         let user = &claim.user;
         let app = self.settings.clients.for_client(user.client_id.as_ref());
         let locale = self.settings.choose_locale(requested_locale, user.locale.as_ref(), user.client_id.as_ref());
-        let link = self.links.issue(user, locale, None, now)?;
+        // Sealed into the link only when the client's allow-list has it; the mail goes anyway.
+        let sealed = redirect_to.filter(|target| app.redirects.allows(target));
+        if redirect_to.is_some() && sealed.is_none() {
+            tracing::warn!("redirect_to is not on the client's allow-list; the link goes without it");
+        }
+        let link = self.links.issue(user, locale, sealed, now)?;
         let url = self.links.rebased(&link.url, app.link_base.as_deref());
         let mut mail = self.settings.templates.render_confirmation_with_code(
             locale,

@@ -195,7 +195,7 @@ impl Resend {
         now: UnixTime,
         code: Option<&NewCode>,
     ) -> Result<Sent, ResendError> {
-        let locale = self.delivery.deliver(claim, requested_locale, now, code).await.map_err(Failure::from)?;
+        let locale = self.delivery.deliver(claim, requested_locale, now, code, None).await.map_err(Failure::from)?;
         Ok(Sent { cooldown_seconds: self.cooldown.period.as_secs(), locale })
     }
 }

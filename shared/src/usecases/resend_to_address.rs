@@ -83,7 +83,7 @@ impl AddressedResend {
                     AddressedResendError::CooldownActive { remaining_seconds }
                 }
             })?;
-        self.delivery.deliver(&claim, None, now, code.as_ref()).await.map_err(Failure::from)?;
+        self.delivery.deliver(&claim, None, now, code.as_ref(), None).await.map_err(Failure::from)?;
         Ok(())
     }
 }

@@ -115,7 +115,11 @@ impl SignUps {
                 }
             }
         };
-        match self.delivery.deliver(&claim, sign_up.locale.as_ref(), now, code.as_ref()).await {
+        match self
+            .delivery
+            .deliver(&claim, sign_up.locale.as_ref(), now, code.as_ref(), sign_up.redirect_to.as_deref())
+            .await
+        {
             Ok(_) => Ok(SignUpOutcome::MailSent),
             Err(DeliveryError::MailSend(refusal)) if refusal.is_refused_for_rate() => {
                 Err(SignUpError::MailRefusedForRate)
@@ -144,6 +148,7 @@ mod tests {
             email: EmailAddress::parse(email).unwrap(),
             locale: None,
             client_id: None,
+            redirect_to: None,
         }
     }
 
