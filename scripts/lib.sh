@@ -57,17 +57,18 @@ stop_moto() {
 }
 
 # Debian's chromium, which playwright-core drives in the browser test (Playwright's own
-# browser download does not work here).
+# browser download does not work here), and the CJK fonts the Japanese and Chinese pages need
+# to show as text rather than boxes in its screenshots.
 ensure_chromium() {
-  if [ -x /usr/bin/chromium ]; then
+  if [ -x /usr/bin/chromium ] && [ -d /usr/share/fonts/opentype/noto ]; then
     return
   fi
   mkdir -p "$STATE"
   local sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"
   export DEBIAN_FRONTEND=noninteractive
-  $sudo apt-get install -y --no-install-recommends chromium > "$STATE/apt.log" 2>&1 \
-    || { $sudo apt-get update > "$STATE/apt.log" 2>&1 && $sudo apt-get install -y --no-install-recommends chromium >> "$STATE/apt.log" 2>&1; } \
+  $sudo apt-get install -y --no-install-recommends chromium fonts-noto-cjk > "$STATE/apt.log" 2>&1 \
+    || { $sudo apt-get update > "$STATE/apt.log" 2>&1 && $sudo apt-get install -y --no-install-recommends chromium fonts-noto-cjk >> "$STATE/apt.log" 2>&1; } \
     || { echo "could not install chromium; see .local/apt.log" >&2; exit 1; }
 }
 

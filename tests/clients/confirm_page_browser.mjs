@@ -15,6 +15,7 @@ const scenario = JSON.parse(readFileSync(process.argv[2], 'utf8'));
 const { base, artifacts } = scenario;
 const shots = join(artifacts, 'screenshots');
 mkdirSync(join(shots, 'matrix'), { recursive: true });
+mkdirSync(join(shots, 'matrix-dark'), { recursive: true });
 const seen = [];
 const audited = [];
 
@@ -181,6 +182,47 @@ try {
   await pressButton(french, '11-ask-fr');
   const { title } = await look(french, '12-confirmed-fr', { outcome: 'confirmed', lang: 'fr' });
   check(title === 'Votre adresse e-mail est confirmée', `French title: ${title}`);
+  // Post/redirect/get: the result is a page of its own, which Reload shows again without posting.
+  check(new URL(french.url()).searchParams.get('done') === 'confirmed', `after Confirm the URL is ${french.url()}`);
+  await french.reload();
+  await look(french, '12b-confirmed-fr-reloaded', { outcome: 'confirmed', lang: 'fr' });
+
+  // 9b. The mail read on another device: the address and the mail's code, typed on the form.
+  const coder = scenario.coder;
+  await signUp({ user_id: coder.user_id, email: coder.email });
+  const [codeMail] = await mailsTo(coder.email, 1);
+  check(/^[0-9]{6}$/.test(codeMail.code ?? ''), `the mail carries a six-digit code: ${codeMail.code}`);
+  const wrongCode = codeMail.code === '000000' ? '111111' : '000000';
+  const typeCode = async (name, code, outcome) => {
+    await page.fill('#code-email', coder.email);
+    await page.fill('#code-code', code);
+    await Promise.all([page.waitForNavigation(), page.press('#code-code', 'Enter')]);
+    return look(page, name, { outcome });
+  };
+  await page.goto(`${base}/confirm-email/code`);
+  await look(page, '13-enter-code', { outcome: 'enter_code' });
+  check((await page.getAttribute('#code-code', 'autocomplete')) === 'one-time-code', 'the code field offers the mail\'s code');
+  await typeCode('14-wrong-code', wrongCode, 'wrong_code');
+  check((await page.inputValue('#code-email')) === coder.email, 'the typed address is kept after a wrong code');
+  await typeCode('15-code-confirmed', codeMail.code, 'confirmed');
+  check((await userStatus(coder.user_id)) === 'ENABLED', 'the right code did not confirm');
+
+  // 9c. Five wrong codes use the code up: even the right one then asks for a new mail.
+  const guessed = scenario.guessed;
+  await signUp({ user_id: guessed.user_id, email: guessed.email });
+  const [guessedMail] = await mailsTo(guessed.email, 1);
+  const otherCode = guessedMail.code === '000000' ? '111111' : '000000';
+  await page.goto(`${base}/confirm-email/code`);
+  for (let attempt = 0; attempt < 5; attempt++) {
+    await page.fill('#code-email', guessed.email);
+    await page.fill('#code-code', otherCode);
+    await Promise.all([page.waitForNavigation(), page.press('#code-code', 'Enter')]);
+  }
+  await page.fill('#code-email', guessed.email);
+  await page.fill('#code-code', guessedMail.code);
+  await Promise.all([page.waitForNavigation(), page.press('#code-code', 'Enter')]);
+  await look(page, '16-code-used-up', { outcome: 'code_used_up' });
+  check((await userStatus(guessed.user_id)) === 'EMAIL_CONFIRMATION_PENDING', 'a used-up code confirmed');
 
   // 10. Every page in every language, as rendered by the function, on the phone screen.
   for (const locale of readdirSync(scenario.matrix_dir)) {
@@ -207,6 +249,10 @@ try {
         });
         const name = `${colorScheme}/${locale}-${file.replace('.html', '')}`;
         check(violations.length === 0, `axe, ${name}: ${violations.join('; ')}`);
+        // Each page kind in the dark scheme too, in a Latin and a CJK script, to look at.
+        if (colorScheme === 'dark' && (locale === 'en' || locale === 'ja')) {
+          await auditor.screenshot({ path: join(shots, 'matrix-dark', `${locale}-${file.replace('.html', '')}.png`), fullPage: true });
+        }
         audited.push(name);
       }
     }

@@ -65,6 +65,8 @@ async fn a_person_confirms_in_a_real_browser_and_every_page_is_shown() {
     let expired_email = stack.unique_email("late");
     let expired_token = stack.link_token_issued_at("browser-late", &expired_email, "en", now - TWO_DAYS);
     let french = json!({ "user_id": "browser-fr", "email": stack.unique_email("camille") });
+    let coder = json!({ "user_id": "browser-coder", "email": stack.unique_email("kenji") });
+    let guessed = json!({ "user_id": "browser-guessed", "email": stack.unique_email("guessed") });
 
     // A link to an address the account has since changed (Mastodon's email parameter).
     let old_link = stack.user_whose_address_changed("browser-mover").await;
@@ -89,6 +91,8 @@ async fn a_person_confirms_in_a_real_browser_and_every_page_is_shown() {
         "user": user,
         "expired": { "user_id": "browser-late", "email": expired_email, "token": expired_token },
         "french": french,
+        "coder": coder,
+        "guessed": guessed,
         "address_changed_url": stack.url(&format!("/confirm-email?token={old_link}")),
         "mail_disabled_url": disabled.url(&format!("/confirm-email?token={disabled_token}")),
         "storage_down_url": storage_down.url(&format!("/confirm-email?token={down_token}")),
@@ -107,13 +111,15 @@ async fn a_person_confirms_in_a_real_browser_and_every_page_is_shown() {
     assert!(output.status.success(), "the browser walk-through failed:\n{}", String::from_utf8_lossy(&output.stderr));
     let seen: Value = serde_json::from_slice(&output.stdout).expect("the script prints JSON");
     let pages = seen["seen"].as_array().unwrap();
-    assert_eq!(pages.len(), 15 + PAGE_LOCALES.len() * Page::ALL.len(), "{seen}");
+    assert_eq!(pages.len(), 20 + PAGE_LOCALES.len() * Page::ALL.len(), "{seen}");
     let audited = seen["audited"].as_array().unwrap();
     assert_eq!(audited.len(), 2 * PAGE_LOCALES.len() * Page::ALL.len(), "axe, light and dark: {seen}");
 
     // What the browser did, as the table holds it.
     assert_eq!(stack.stored_status("browser-ada").await.as_deref(), Some("ENABLED"));
     assert_eq!(stack.stored_status("browser-fr").await.as_deref(), Some("ENABLED"));
+    assert_eq!(stack.stored_status("browser-coder").await.as_deref(), Some("ENABLED"), "by the code form");
+    assert_eq!(stack.stored_status("browser-guessed").await.as_deref(), Some("EMAIL_CONFIRMATION_PENDING"));
     assert_eq!(stack.stored_status("browser-late").await.as_deref(), Some("EMAIL_CONFIRMATION_PENDING"));
     assert_eq!(stack.mails_to(&expired_email).await.len(), 2, "the sign-up mail and the new link");
     assert_eq!(stack.stored_status("browser-mover").await.as_deref(), Some("EMAIL_CONFIRMATION_PENDING"));
